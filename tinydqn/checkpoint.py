@@ -1,0 +1,88 @@
+"""Checkpoints: the agent's tensors in safetensors, and a JSON file beside it (config, step, version, shapes).
+
+Both are written to a temporary name and renamed, the JSON last: a checkpoint whose JSON exists is whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinygrad.nn.state import safe_load, safe_save
+
+import tinydqn
+from tinydqn.agent import DQNAgent
+from tinydqn.config import Config
+from tinydqn.errors import UserError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+  config: Config
+  step: int
+  obs_shape: tuple[int, ...]
+  obs_dtype: np.dtype
+  n_actions: int
+  arrays: dict[str, np.ndarray]
+  path: Path
+
+  def make_agent(self, device: str | None = None) -> DQNAgent:
+    """A new agent holding this checkpoint's weights and optimizer state."""
+    agent = DQNAgent(self.config, self.obs_shape, self.obs_dtype, self.n_actions, device)
+    agent.load_state_dict(self.arrays)
+    return agent
+
+
+def save_checkpoint(agent: DQNAgent, step: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype,
+                    stem: str | Path) -> Path:
+  """Writes `stem.safetensors` and `stem.json`; returns the JSON path."""
+  stem = Path(stem)
+  stem.parent.mkdir(parents=True, exist_ok=True)
+  weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+  tmp_weights = weights.with_name(weights.name + ".tmp")
+  safe_save(agent.state_dict(), str(tmp_weights))
+  os.replace(tmp_weights, weights)
+  info = {"format": FORMAT_VERSION, "tinydqn_version": tinydqn.__version__, "step": step,
+          "weights": weights.name, "obs_shape": list(obs_shape), "obs_dtype": np.dtype(obs_dtype).name,
+          "n_actions": agent.n_actions, "config": agent.config.to_dict()}
+  tmp_meta = meta.with_name(meta.name + ".tmp")
+  tmp_meta.write_text(json.dumps(info, indent=2))
+  os.replace(tmp_meta, meta)
+  return meta
+
+
+def find_checkpoint(path: str | Path) -> Path:
+  """The checkpoint's JSON for a run directory (its final checkpoint, else its newest), a .json or a
+  .safetensors path."""
+  path = Path(path)
+  if path.is_dir():
+    ckpt_dir = path / "checkpoints"
+    if (ckpt_dir / "final.json").exists(): return ckpt_dir / "final.json"
+    found = sorted(ckpt_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if ckpt_dir.is_dir() else []
+    if not found: raise UserError(f"no checkpoint in {path} (looked for {ckpt_dir}/final.json)")
+    return found[-1]
+  if path.suffix == ".safetensors": path = path.with_suffix(".json")
+  if not path.exists(): raise UserError(f"checkpoint not found: {path}")
+  return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+  """Reads a checkpoint fully into host memory; any unreadable part is a UserError naming the file."""
+  meta_path = find_checkpoint(path)
+  try:
+    info: dict[str, Any] = json.loads(meta_path.read_text())
+    weights = meta_path.with_name(info["weights"])
+    if not weights.exists(): raise UserError(f"checkpoint weights missing: {weights}")
+    arrays = {k: v.numpy() for k, v in safe_load(str(weights)).items()}
+    config = Config.from_dict(info["config"])
+    return Checkpoint(config, int(info["step"]), tuple(info["obs_shape"]), np.dtype(info["obs_dtype"]),
+                      int(info["n_actions"]), arrays, meta_path)
+  except UserError:
+    raise
+  except Exception as e:  # a truncated, corrupted or foreign file: say which, in one line
+    raise UserError(f"cannot read checkpoint {meta_path}: {type(e).__name__}: {e}".splitlines()[0]) from None

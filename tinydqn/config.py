@@ -1,0 +1,128 @@
+"""The run configuration: one frozen dataclass, validated on construction, and the presets shipped as TOML.
+
+Field names follow Stable-Baselines3 / rl-baselines3-zoo so their hyperparameters port one to one.
+As in SB3, `train_freq` and `target_update_interval` count environment steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from tinydqn.errors import UserError
+
+
+def _doc(text: str, **kw: Any) -> Any:
+  """A dataclass field whose help text travels with it (shown by `tinydqn train --help`)."""
+  return field(metadata={"help": text}, **kw)
+
+
+@dataclass(frozen=True)
+class Config:
+  """Everything that defines a training run. Two runs with equal configs on the same device are identical."""
+  env_id: str = _doc("Gymnasium environment id, e.g. CartPole-v1.", default="CartPole-v1")
+  total_timesteps: int = _doc("Environment steps to train for.", default=50_000)
+  seed: int = _doc("Seeds the environment, its action space, numpy and tinygrad.", default=0)
+  # Algorithm 1 / Nature DQN
+  learning_rate: float = _doc("Optimizer step size.", default=1e-4)
+  buffer_size: int = _doc("Replay memory capacity N (transitions).", default=1_000_000)
+  learning_starts: int = _doc("Environment steps collected before the first gradient step.", default=100)
+  batch_size: int = _doc("Transitions per minibatch.", default=32)
+  tau: float = _doc("Target update coefficient: 1.0 copies the online net (hard update), <1 is Polyak averaging.",
+                    default=1.0)
+  gamma: float = _doc("Discount factor γ in y = r + γ max Q_target(s', a').", default=0.99)
+  train_freq: int = _doc("Do gradient steps every this many environment steps.", default=4)
+  gradient_steps: int = _doc("Gradient steps each time training happens.", default=1)
+  target_update_interval: int = _doc("Update the target network every this many environment steps (C).",
+                                     default=10_000)
+  exploration_fraction: float = _doc("Fraction of total_timesteps over which ε falls linearly.", default=0.1)
+  exploration_initial_eps: float = _doc("ε at the start of training.", default=1.0)
+  exploration_final_eps: float = _doc("ε after the exploration fraction.", default=0.05)
+  max_grad_norm: float = _doc("Clip the global gradient norm to this value (0 disables clipping).", default=10.0)
+  net_arch: tuple[int, ...] = _doc("Hidden layer sizes of the MLP Q-network, e.g. 128,128.", default=(128, 128))
+  # Variants
+  double_q: bool = _doc("Double DQN: pick a' with the online net, evaluate it with the target net.", default=False)
+  dueling: bool = _doc("Dueling head: Q = V + A - mean(A).", default=False)
+  loss: str = _doc("TD loss: 'mse' (equation 3 of the paper) or 'huber' (Nature DQN's clipped error).",
+                   default="huber")
+  optimizer: str = _doc("'adam' or 'rmsprop' (Nature DQN: decay 0.95, eps 0.01).", default="adam")
+  # Evaluation
+  eval_freq: int = _doc("Greedy evaluation every this many environment steps (0 disables).", default=10_000)
+  eval_episodes: int = _doc("Episodes per greedy evaluation.", default=10)
+  eval_seed: int = _doc("Evaluation episode i resets with seed eval_seed + i, the same at every evaluation.",
+                        default=10_000)
+
+  def __post_init__(self) -> None:
+    object.__setattr__(self, "net_arch", tuple(self.net_arch))
+    for name in ("total_timesteps", "buffer_size", "batch_size", "train_freq", "gradient_steps",
+                 "target_update_interval", "eval_episodes"):
+      if getattr(self, name) < 1: _invalid(f"{name} must be >= 1, got {getattr(self, name)}")
+    for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm"):
+      if getattr(self, name) < 0: _invalid(f"{name} must be >= 0, got {getattr(self, name)}")
+    if not self.learning_rate > 0: _invalid(f"learning_rate must be > 0, got {self.learning_rate}")
+    if self.batch_size > self.buffer_size:
+      _invalid(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+    if self.learning_starts >= self.total_timesteps:
+      _invalid(f"learning_starts ({self.learning_starts}) must be < total_timesteps ({self.total_timesteps})")
+    if not 0.0 <= self.gamma <= 1.0: _invalid(f"gamma must be in [0, 1], got {self.gamma}")
+    if not 0.0 < self.tau <= 1.0: _invalid(f"tau must be in (0, 1], got {self.tau}")
+    if not 0.0 <= self.exploration_fraction <= 1.0:
+      _invalid(f"exploration_fraction must be in [0, 1], got {self.exploration_fraction}")
+    for name in ("exploration_initial_eps", "exploration_final_eps"):
+      if not 0.0 <= getattr(self, name) <= 1.0: _invalid(f"{name} must be in [0, 1], got {getattr(self, name)}")
+    if not self.net_arch or any(h < 1 for h in self.net_arch):
+      _invalid(f"net_arch must be one or more positive layer sizes, got {self.net_arch}")
+    if self.loss not in ("mse", "huber"): _invalid(f"loss must be 'mse' or 'huber', got {self.loss!r}")
+    if self.optimizer not in ("adam", "rmsprop"):
+      _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+
+  def replace(self, **changes: Any) -> Config:
+    """A copy with some fields changed (validated again)."""
+    unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+    if unknown: _invalid(f"unknown config field(s): {', '.join(sorted(unknown))}")
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> Config:
+    return cls().replace(**values)
+
+
+def _invalid(message: str) -> None:
+  raise UserError(f"invalid config: {message}")
+
+
+# ---- presets: TOML files in tinydqn/presets/, one per environment ----
+
+def preset_names() -> list[str]:
+  return sorted(p.name.removesuffix(".toml") for p in resources.files("tinydqn.presets").iterdir()
+                if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+  """The field values a preset sets (its env_id included)."""
+  if name not in preset_names():
+    close = difflib.get_close_matches(name, preset_names(), n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(preset_names())}"
+    raise UserError(f"unknown preset {name!r}{hint}")
+  values = tomllib.loads(resources.files("tinydqn.presets").joinpath(f"{name}.toml").read_text())
+  if "net_arch" in values: values["net_arch"] = tuple(values["net_arch"])
+  return values
+
+
+def preset_for_env(env_id: str) -> str | None:
+  """The preset tuned for this environment id, if one ships."""
+  return next((n for n in preset_names() if load_preset(n).get("env_id") == env_id), None)
+
+
+def make_config(env_id: str | None = None, preset: str | None = None, **overrides: Any) -> Config:
+  """Defaults, then the preset (named, or the one for env_id), then the overrides, then validation."""
+  if preset is None and env_id is not None: preset = preset_for_env(env_id)
+  values = load_preset(preset) if preset else {}
+  if env_id is not None: values["env_id"] = env_id
+  return Config().replace(**values, **overrides)

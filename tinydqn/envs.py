@@ -1,0 +1,49 @@
+"""Environment creation with the checks DQN needs, and one-line errors for what cannot work."""
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.wrappers import FlattenObservation, TransformAction
+
+from tinydqn.errors import UserError
+
+
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+  """`gym.make(env_id)`, checked for a Discrete action space; non-Box observations are flattened
+  (a Discrete observation becomes a one-hot vector)."""
+  try:
+    env = gym.make(env_id, render_mode=render_mode)
+  except gym.error.DependencyNotInstalled as e:
+    extra = "box2d" if "box2d" in str(e).lower() else None
+    hint = f'pip install "tinydqn[{extra}]"' if extra else "install the package it names"
+    raise UserError(f"{env_id} needs a dependency that is not installed ({hint}): {_first_line(e)}") from None
+  except gym.error.Error as e:
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UserError(f"unknown environment {env_id!r} ({_first_line(e)}){hint}") from None
+  action_space = env.action_space
+  if not isinstance(action_space, spaces.Discrete):
+    env.close()
+    raise UserError(f"{env_id} has action space {action_space}: DQN needs a Discrete action space")
+  if int(action_space.start) != 0:  # the agent picks indices 0..n-1
+    start = int(action_space.start)
+    env = TransformAction(env, lambda a: start + a, spaces.Discrete(int(action_space.n)))
+  if not isinstance(env.observation_space, spaces.Box):
+    try:
+      env = FlattenObservation(env)
+    except NotImplementedError:
+      env.close()
+      raise UserError(f"{env_id} has observation space {env.observation_space}, which cannot be flattened") from None
+  return env
+
+
+def describe(env: gym.Env) -> tuple[tuple[int, ...], np.dtype, int]:
+  """(observation shape, observation dtype, number of actions) of a checked environment."""
+  return tuple(env.observation_space.shape), np.dtype(env.observation_space.dtype), int(env.action_space.n)
+
+
+def _first_line(e: BaseException) -> str:
+  return (str(e).strip().splitlines() or [type(e).__name__])[0]

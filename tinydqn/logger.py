@@ -1,0 +1,56 @@
+"""Run outputs: CSV files written line by line, and the live progress line."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+# Deterministic columns first; the wall-clock ones (time_s, sps) last, so runs can be compared without them.
+EPISODE_COLUMNS = ["step", "episode", "episodic_return", "episodic_length", "epsilon", "loss", "q_mean", "time_s",
+                   "sps"]
+EVAL_COLUMNS = ["step", "mean_return", "std_return", "min_return", "max_return", "time_s"]
+WALL_CLOCK_COLUMNS = {"time_s", "sps"}
+
+
+class CsvLog:
+  """Appends rows to a CSV file with a fixed header, flushed per row so a crash loses nothing written."""
+
+  def __init__(self, path: Path, columns: list[str]):
+    self.columns = columns
+    self._file = open(path, "w", newline="")
+    self._writer = csv.DictWriter(self._file, fieldnames=columns)
+    self._writer.writeheader()
+
+  def write(self, row: dict[str, Any]) -> None:
+    self._writer.writerow({k: _fmt(v) for k, v in row.items()})
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+def _fmt(value: Any) -> Any:
+  return f"{value:.6g}" if isinstance(value, float) else value
+
+
+class Progress:
+  """One live line: step, ε, recent returns, loss, steps/s (tqdm), or nothing when quiet."""
+
+  def __init__(self, total: int, enabled: bool):
+    self._bar = tqdm(total=total, unit="step", dynamic_ncols=True, disable=not enabled, mininterval=0.5,
+                     smoothing=0.1)
+    self._shown = 0
+
+  def update(self, step: int, **fields: Any) -> None:
+    self._bar.update(step - self._shown)
+    self._shown = step
+    self._bar.set_postfix_str(" ".join(f"{k}={_fmt(v) if not isinstance(v, str) else v}" for k, v in fields.items()),
+                              refresh=False)
+
+  def write(self, message: str) -> None:
+    self._bar.write(message)
+
+  def close(self) -> None:
+    self._bar.close()

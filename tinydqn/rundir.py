@@ -1,0 +1,34 @@
+"""The run directory: where a run's config, metrics, evaluations and checkpoints live."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from tinydqn.errors import UserError
+
+# The files a run writes; --force removes these and nothing else, so a mistyped --run-dir cannot wipe a folder.
+RUN_FILES = ("config.json", "metrics.csv", "eval.csv", "summary.json")
+
+
+def default_run_dir(env_id: str, seed: int) -> Path:
+  return Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', env_id)}__s{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_dir(path: Path, force: bool) -> None:
+  """Refuses a directory that already holds a run unless `force`; touches nothing."""
+  if path.exists() and not path.is_dir(): raise UserError(f"run directory {path} exists and is not a directory")
+  if path.exists() and any(path.iterdir()) and not force:
+    raise UserError(f"run directory {path} already exists and is not empty (pass --force to overwrite its run)")
+
+
+def prepare_run_dir(path: Path, force: bool) -> Path:
+  """Creates the run directory; with `force`, first removes the files of the run already there."""
+  check_run_dir(path, force)
+  path.mkdir(parents=True, exist_ok=True)
+  for name in RUN_FILES: (path / name).unlink(missing_ok=True)
+  ckpt_dir = path / "checkpoints"
+  if ckpt_dir.is_dir():
+    for f in ckpt_dir.iterdir():
+      if f.suffix in (".json", ".safetensors", ".tmp"): f.unlink()
+  return path
