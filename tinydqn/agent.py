@@ -58,7 +58,9 @@ class DQNAgent:
   """
 
   def __init__(self, config: Config, obs_shape: tuple[int, ...], obs_dtype: np.dtype, n_actions: int,
-               device: str | None = None):
+               device: str | None = None, host_views: bool | None = None):
+    """`host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
+    the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
     self.device = Device.canonicalize(device)
     obs_dim = int(np.prod(obs_shape))
@@ -74,7 +76,8 @@ class DQNAgent:
       host = Batch.empty(config.batch_size, obs_shape, obs_dtype)
       self._batch_tensors = [Tensor(a, device=self.device).contiguous().realize() for a in vars(host).values()]
       Tensor.realize(*self._optimizer_state().values())
-    self._zero_copy = has_cpu_views(self.device)
+    self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
+    if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
     self.batch = Batch(*(cpu_view(t) for t in self._batch_tensors)) if self._zero_copy else host
     self._update = TinyJit(self._update_step)
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
@@ -93,8 +96,10 @@ class DQNAgent:
       loss = td_loss(q_taken, y, cfg.loss)
       loss.backward()
       if cfg.max_grad_norm > 0: self._clip_grad_norm(cfg.max_grad_norm)
-      self.optimizer.step()
-    return Tensor.stack(loss, q_taken.mean()).realize()
+      # One schedule for the statistics and the step: realized later, they would read the updated weights.
+      stats = Tensor.stack(loss, q_taken.mean())
+      Tensor.realize(stats, *self.optimizer.schedule_step())
+    return stats
 
   def _clip_grad_norm(self, max_norm: float) -> None:
     params = self.optimizer.params
@@ -109,6 +114,11 @@ class DQNAgent:
       for t, a in zip(self._batch_tensors, vars(self.batch).values()): t.assign(Tensor(a, device=self.device))
       Tensor.realize(*self._batch_tensors)
     return self._update(*self._batch_tensors)
+
+  def set_learning_rate(self, lr: float) -> None:
+    """Changes the optimizer's step size in place (the jitted step reads it from its buffer)."""
+    if self._zero_copy: cpu_view(self.optimizer.lr)[:] = lr
+    else: self.optimizer.lr.assign(Tensor([lr], device=self.device, dtype=self.optimizer.lr.dtype)).realize()
 
   def _copy_online_to_target(self, tau: float) -> None:
     pairs = zip(self.target.parameters(), self.online.parameters())

@@ -57,8 +57,8 @@ def save_checkpoint(agent: DQNAgent, step: int, obs_shape: tuple[int, ...], obs_
 
 
 def find_checkpoint(path: str | Path) -> Path:
-  """The checkpoint's JSON for a run directory (its final checkpoint, else its newest), a .json or a
-  .safetensors path."""
+  """The checkpoint's JSON for a run directory (its final checkpoint, else its newest), a .json or
+  .safetensors path, or the stem the two share."""
   path = Path(path)
   if path.is_dir():
     ckpt_dir = path / "checkpoints"
@@ -66,9 +66,10 @@ def find_checkpoint(path: str | Path) -> Path:
     found = sorted(ckpt_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if ckpt_dir.is_dir() else []
     if not found: raise UserError(f"no checkpoint in {path} (looked for {ckpt_dir}/final.json)")
     return found[-1]
-  if path.suffix == ".safetensors": path = path.with_suffix(".json")
-  if not path.exists(): raise UserError(f"checkpoint not found: {path}")
-  return path
+  candidates = [path.with_suffix(".json")] if path.suffix == ".safetensors" else [path, Path(f"{path}.json")]
+  found = next((c for c in candidates if c.is_file()), None)
+  if found is None: raise UserError(f"checkpoint not found: {path}")
+  return found
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

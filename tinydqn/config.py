@@ -28,6 +28,8 @@ class Config:
   seed: int = _doc("Seeds the environment, its action space, numpy and tinygrad.", default=0)
   # Algorithm 1 / Nature DQN
   learning_rate: float = _doc("Optimizer step size.", default=1e-4)
+  learning_rate_schedule: str = _doc("'constant', or 'linear': anneal to 0 at total_timesteps (the zoo's lin_ prefix).",
+                                     default="constant")
   buffer_size: int = _doc("Replay memory capacity N (transitions).", default=1_000_000)
   learning_starts: int = _doc("Environment steps collected before the first gradient step.", default=100)
   batch_size: int = _doc("Transitions per minibatch.", default=32)
@@ -76,6 +78,8 @@ class Config:
     if not self.net_arch or any(h < 1 for h in self.net_arch):
       _invalid(f"net_arch must be one or more positive layer sizes, got {self.net_arch}")
     if self.loss not in ("mse", "huber"): _invalid(f"loss must be 'mse' or 'huber', got {self.loss!r}")
+    if self.learning_rate_schedule not in ("constant", "linear"):
+      _invalid(f"learning_rate_schedule must be 'constant' or 'linear', got {self.learning_rate_schedule!r}")
     if self.optimizer not in ("adam", "rmsprop"):
       _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
 
@@ -125,4 +129,4 @@ def make_config(env_id: str | None = None, preset: str | None = None, **override
   if preset is None and env_id is not None: preset = preset_for_env(env_id)
   values = load_preset(preset) if preset else {}
   if env_id is not None: values["env_id"] = env_id
-  return Config().replace(**values, **overrides)
+  return Config().replace(**{**values, **overrides})

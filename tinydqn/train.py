@@ -36,6 +36,12 @@ def linear_epsilon(config: Config, step: int) -> float:
   return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
 
 
+def learning_rate_at(config: Config, step: int) -> float:
+  """The step size after `step` environment steps: constant, or falling linearly to 0 at the end."""
+  if config.learning_rate_schedule == "constant": return config.learning_rate
+  return config.learning_rate * (1.0 - step / config.total_timesteps)
+
+
 def train(config: Config, run_dir: str | Path | None = None, force: bool = False, progress: bool = True,
           device: str | None = None) -> TrainResult:
   """Trains a DQN agent as `config` says, writing config.json, metrics.csv, eval.csv, summary.json and
@@ -93,6 +99,7 @@ def train(config: Config, run_dir: str | Path | None = None, force: bool = False
       episode_return, episode_length = 0.0, 0
     # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
     if step > config.learning_starts and step % config.train_freq == 0:
+      if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, step))
       for _ in range(config.gradient_steps):
         memory.sample_into(agent.batch, rng)
         stats = agent.update()
@@ -101,6 +108,7 @@ def train(config: Config, run_dir: str | Path | None = None, force: bool = False
     if config.eval_freq and step % config.eval_freq == 0: last_eval = (step, run_eval(step))
 
   seconds = time.perf_counter() - start
+  bar.update(config.total_timesteps)
   final_eval = last_eval[1] if last_eval and last_eval[0] == config.total_timesteps else run_eval(config.total_timesteps)
   bar.close()
   episodes_log.close()

@@ -1,0 +1,89 @@
+"""Reliability of a preset across seeds: train each seed, then report the final greedy policy.
+
+Per seed: final greedy return over 20 episodes (the policy at the end of training, not the best one), the
+first env step and wall-clock second at which a periodic greedy evaluation reached a mean >= 475, and
+env steps per second. Prints a markdown table.
+
+    python benchmarks/cartpole_seeds.py                      # default CartPole-v1 preset, seeds 0-9
+    python benchmarks/cartpole_seeds.py --seeds 0-4 --jobs 1 --set double_q=true --set learning_rate=1e-3
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+SOLVED = 475.0
+
+
+def parse_seeds(text: str) -> list[int]:
+  seeds: list[int] = []
+  for part in text.split(","):
+    lo, _, hi = part.partition("-")
+    seeds += list(range(int(lo), int(hi or lo) + 1))
+  return seeds
+
+
+def parse_value(text: str):
+  try: return json.loads(text)
+  except json.JSONDecodeError: return text
+
+
+def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: str, final_episodes: int) -> dict:
+  from tinydqn.config import make_config
+  from tinydqn.envs import make_env
+  from tinydqn.evaluate import evaluate
+  from tinydqn.train import train
+  config = make_config(env_id, preset, seed=seed, **overrides)
+  result = train(config, run_dir=Path(out) / f"seed{seed}", force=True, progress=False)
+  final = evaluate(result.agent, make_env(env_id), final_episodes, config.eval_seed)
+  solved_step = solved_time = None
+  with open(result.run_dir / "eval.csv") as f:
+    for row in csv.DictReader(f):
+      if float(row["mean_return"]) >= SOLVED:
+        solved_step, solved_time = int(row["step"]), float(row["time_s"])
+        break
+  return {"seed": seed, "final_return": final.mean_return, "final_std": final.std_return,
+          "solved_step": solved_step, "solved_time": solved_time, "sps": result.steps_per_second,
+          "seconds": result.seconds}
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--env", default="CartPole-v1")
+  ap.add_argument("--preset", default=None, help="preset name (default: the one for --env)")
+  ap.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,5")
+  ap.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (this machine has 2 cores)")
+  ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override (JSON value)")
+  ap.add_argument("--final-episodes", type=int, default=20)
+  ap.add_argument("--out", default="benchmarks/results/cartpole_seeds")
+  args = ap.parse_args()
+  overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+  if "net_arch" in overrides: overrides["net_arch"] = tuple(overrides["net_arch"])
+  seeds = parse_seeds(args.seeds)
+  start = time.time()
+  with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+    rows = list(pool.map(run_seed, *zip(*[(args.env, args.preset, overrides, s, args.out, args.final_episodes)
+                                          for s in seeds])))
+  print(f"\n{args.env} preset={args.preset or 'default'} overrides={overrides} jobs={args.jobs}\n")
+  print("| seed | final greedy return (20 ep) | first eval >= 475: step | : wall s | env steps/s | run s |")
+  print("|---:|---:|---:|---:|---:|---:|")
+  for r in rows:
+    solved = (f"{r['solved_step']}", f"{r['solved_time']:.1f}") if r["solved_step"] else ("never", "-")
+    print(f"| {r['seed']} | {r['final_return']:.1f} ± {r['final_std']:.1f} | {solved[0]} | {solved[1]} | "
+          f"{r['sps']:.0f} | {r['seconds']:.1f} |")
+  finals = [r["final_return"] for r in rows]
+  solved_steps = [r["solved_step"] for r in rows if r["solved_step"]]
+  print(f"\nseeds ending >= {SOLVED:.0f}: {sum(f >= SOLVED for f in finals)} of {len(rows)}; "
+        f"median final return {statistics.median(finals):.1f}; "
+        f"median first-solve step {statistics.median(solved_steps) if solved_steps else 'n/a'}; "
+        f"median env steps/s {statistics.median(r['sps'] for r in rows):.0f}; total {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+from tinygrad import Tensor
+
+from tinydqn.agent import DQNAgent
+from tinydqn.buffers import ReplayBuffer
+from tinydqn.config import Config
+
+
+@pytest.fixture
+def small_config() -> Config:
+  return Config(env_id="CartPole-v1", net_arch=(16, 16), batch_size=8, buffer_size=64, learning_starts=10,
+                total_timesteps=1000, learning_rate=1e-2, eval_freq=0)
+
+
+def make_agent(config: Config, seed: int = 0, **kw) -> DQNAgent:
+  Tensor.manual_seed(seed)
+  return DQNAgent(config, (4,), np.dtype(np.float32), 2, **kw)
+
+
+def filled_buffer(n: int = 64, seed: int = 0) -> ReplayBuffer:
+  rng = np.random.default_rng(seed)
+  buf = ReplayBuffer(n, (4,), np.float32)
+  for _ in range(n):
+    buf.add(rng.normal(size=4), int(rng.integers(2)), float(rng.normal()), rng.normal(size=4), bool(rng.random() < 0.2),
+            bool(rng.random() < 0.1))
+  return buf
+
+
+def params_numpy(net) -> list[np.ndarray]:
+  return [p.numpy().copy() for p in net.parameters()]

@@ -1,0 +1,104 @@
+"""What the optimizer, the target network and the acting paths may and may not touch."""
+import numpy as np
+import pytest
+from tinygrad import Tensor
+
+from conftest import filled_buffer, make_agent, params_numpy
+
+
+def step(agent, rng, buf, n=1):
+  for _ in range(n):
+    buf.sample_into(agent.batch, rng)
+    agent.update()
+
+
+def test_gradients_reach_every_online_layer_and_never_the_target(small_config):
+  agent = make_agent(small_config)
+  online0, target0 = params_numpy(agent.online), params_numpy(agent.target)
+  step(agent, np.random.default_rng(0), filled_buffer(), n=3)
+  for before, after in zip(online0, params_numpy(agent.online)): assert not np.array_equal(before, after)
+  for before, after in zip(target0, params_numpy(agent.target)): np.testing.assert_array_equal(before, after)
+
+
+def test_target_starts_as_a_copy_and_sync_copies_rather_than_aliases(small_config):
+  agent = make_agent(small_config)
+  for o, t in zip(params_numpy(agent.online), params_numpy(agent.target)): np.testing.assert_array_equal(o, t)
+  rng, buf = np.random.default_rng(0), filled_buffer()
+  for _ in range(3):  # past jit capture of both the update and the sync
+    step(agent, rng, buf)
+    agent.sync_target()
+    synced = params_numpy(agent.online)
+    for o, t in zip(synced, params_numpy(agent.target)): np.testing.assert_array_equal(o, t)
+  step(agent, rng, buf)  # the online net moves on; the target must stay at the synced values
+  for s, t, o in zip(synced, params_numpy(agent.target), params_numpy(agent.online)):
+    np.testing.assert_array_equal(s, t)
+    assert not np.array_equal(o, t)
+
+
+def test_polyak_update(small_config):
+  agent = make_agent(small_config.replace(tau=0.1))
+  step(agent, np.random.default_rng(0), filled_buffer(), n=2)
+  online, target = params_numpy(agent.online), params_numpy(agent.target)
+  agent.sync_target()
+  for o, t, new in zip(online, target, params_numpy(agent.target)):
+    np.testing.assert_allclose(new, 0.1 * o + 0.9 * t, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_numpy_acting_equals_tinygrad_forward_after_training(small_config, dueling):
+  agent = make_agent(small_config.replace(dueling=dueling))
+  step(agent, np.random.default_rng(0), filled_buffer(), n=4)  # views must follow the optimizer's in-place writes
+  obs = np.random.default_rng(2).normal(size=(32, 4)).astype(np.float32)
+  expected = agent.online(Tensor(obs)).numpy()
+  np.testing.assert_allclose(agent.q_values(obs), expected, rtol=1e-5, atol=1e-5)
+  tinygrad_only = make_agent(small_config.replace(dueling=dueling), host_views=False)
+  tinygrad_only.load_state_dict({k: v.numpy() for k, v in agent.state_dict().items()})
+  for _ in range(3): np.testing.assert_allclose(tinygrad_only.q_values(obs), expected, rtol=1e-5, atol=1e-5)
+  assert (agent.q_values(obs).argmax(1) == tinygrad_only.q_values(obs).argmax(1)).all()
+
+
+def test_dueling_head_is_value_plus_centered_advantage(small_config):
+  agent = make_agent(small_config.replace(dueling=True))
+  obs = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
+  x = Tensor(obs)
+  for layer in agent.online.hidden: x = layer(x).relu()
+  adv, value = agent.online.advantage(x).numpy(), agent.online.value(x).numpy()
+  np.testing.assert_allclose(agent.q_values(obs), value + adv - adv.mean(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_host_views_and_tinygrad_staging_train_identically(small_config):
+  """The zero-copy CPU fast path is an optimisation only: same seeds give bit-identical weights."""
+  results = []
+  for host_views in (True, False):
+    agent = make_agent(small_config, host_views=host_views)
+    step(agent, np.random.default_rng(0), filled_buffer(), n=5)
+    agent.sync_target()
+    results.append(params_numpy(agent.online) + params_numpy(agent.target))
+  for a, b in zip(*results): np.testing.assert_array_equal(a, b)
+
+
+def test_learning_rate_is_changed_in_place_for_the_jitted_step(small_config):
+  agents = [make_agent(small_config) for _ in range(2)]
+  agents[1].set_learning_rate(0.0)
+  for agent in agents: step(agent, np.random.default_rng(0), filled_buffer(), n=3)
+  assert not np.array_equal(params_numpy(agents[0].online)[0], params_numpy(agents[1].online)[0])
+  fresh = make_agent(small_config)
+  for a, b in zip(params_numpy(fresh.online), params_numpy(agents[1].online)): np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_optimizers_reduce_the_loss_on_a_fixed_batch(small_config, optimizer):
+  agent = make_agent(small_config.replace(optimizer=optimizer, learning_rate=1e-2))
+  filled_buffer().sample_into(agent.batch, np.random.default_rng(0))
+  losses = [agent.update().numpy()[0] for _ in range(60)]
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_epsilon_greedy(small_config):
+  agent = make_agent(small_config)
+  obs = np.zeros(4, np.float32)
+  greedy = int(agent.q_values(obs[None]).argmax())
+  rng = np.random.default_rng(0)
+  assert all(agent.act(obs, 0.0, rng) == greedy for _ in range(50))
+  actions = [agent.act(obs, 1.0, rng) for _ in range(2000)]
+  assert abs(np.mean(actions) - 0.5) < 0.05

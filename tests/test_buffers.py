@@ -1,0 +1,52 @@
+"""Replay memory: capacity, wrap-around, dtypes, terminated vs truncated, uniform sampling."""
+import numpy as np
+import pytest
+
+from tinydqn.buffers import Batch, ReplayBuffer
+
+
+def test_ring_wraps_and_keeps_the_newest():
+  buf = ReplayBuffer(5, (2,), np.float32)
+  for i in range(12):
+    buf.add(np.full(2, i), i % 3, float(i), np.full(2, i + 1), terminated=i == 11, truncated=i == 7)
+  assert len(buf) == 5 and buf.pos == 12 % 5
+  stored = sorted(buf.rewards.tolist())
+  assert stored == [7.0, 8.0, 9.0, 10.0, 11.0]  # 0..6 were overwritten, oldest first
+  for row in range(5):
+    i = int(buf.rewards[row])
+    assert buf.obs[row, 0] == i and buf.next_obs[row, 0] == i + 1 and buf.actions[row] == i % 3
+    assert buf.terminated[row] == (i == 11) and buf.truncated[row] == (i == 7)
+
+
+def test_observation_dtype_is_kept():
+  buf = ReplayBuffer(4, (3, 3), np.uint8)
+  buf.add(np.full((3, 3), 255, np.uint8), 1, 1.0, np.zeros((3, 3), np.uint8), False, False)
+  assert buf.obs.dtype == np.uint8 and buf.obs.nbytes == 4 * 9
+  out = Batch.empty(2, (3, 3), np.dtype(np.uint8))
+  buf.sample_into(out, np.random.default_rng(0))
+  assert out.obs.dtype == np.uint8 and (out.obs == 255).all()
+
+
+def test_sampling_only_sees_stored_rows_and_is_uniform():
+  buf = ReplayBuffer(1000, (1,), np.float32)
+  for i in range(10): buf.add(np.array([i]), 0, float(i), np.array([i]), False, False)
+  rng = np.random.default_rng(0)
+  counts = np.bincount(np.concatenate([buf.sample_indices(100, rng) for _ in range(400)]), minlength=10)
+  assert len(counts) == 10  # never an empty slot beyond the fill level
+  chi2 = ((counts - 4000) ** 2 / 4000).sum()
+  assert chi2 < 27.9  # chi-square, 9 degrees of freedom, p = 0.001
+
+
+def test_sample_into_gathers_matching_rows():
+  buf = ReplayBuffer(50, (2,), np.float32)
+  for i in range(80): buf.add(np.array([i, -i]), i % 2, float(i), np.array([i + 1, -i - 1]), i % 5 == 0, False)
+  out = Batch.empty(16, (2,), np.dtype(np.float32))
+  idx = buf.sample_into(out, np.random.default_rng(1))
+  np.testing.assert_array_equal(out.obs, buf.obs[idx])
+  np.testing.assert_array_equal(out.next_obs[:, 0], out.rewards + 1)
+  np.testing.assert_array_equal(out.actions, out.rewards.astype(int) % 2)
+  np.testing.assert_array_equal(out.terminated, (out.rewards.astype(int) % 5 == 0).astype(np.float32))
+
+
+def test_empty_buffer_cannot_be_sampled():
+  with pytest.raises(ValueError): ReplayBuffer(3, (1,), np.float32).sample_indices(2, np.random.default_rng(0))

@@ -1,0 +1,69 @@
+"""Checkpoints round-trip to identical actions, loaded in place so already-captured jits see them."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import filled_buffer, make_agent, params_numpy
+from tinydqn.checkpoint import load_checkpoint, save_checkpoint
+from tinydqn.errors import UserError
+
+OBS = np.random.default_rng(5).normal(size=(64, 4)).astype(np.float32)
+
+
+def trained_agent(config, **kw):
+  agent = make_agent(config, seed=1, **kw)
+  rng, buf = np.random.default_rng(0), filled_buffer()
+  for _ in range(5):
+    buf.sample_into(agent.batch, rng)
+    agent.update()
+  return agent
+
+
+@pytest.mark.parametrize("host_views", [True, False])
+def test_round_trip_gives_identical_actions_through_captured_jit(tmp_path, small_config, host_views):
+  source = trained_agent(small_config.replace(dueling=True), host_views=host_views)
+  save_checkpoint(source, 123, (4,), np.dtype(np.float32), tmp_path / "ckpt")
+  agent = make_agent(small_config.replace(dueling=True), seed=99, host_views=host_views)
+  for _ in range(3): agent.q_values(OBS)  # the acting jit has captured the old weights' buffers
+  before = agent.q_values(OBS).argmax(1)
+  ckpt = load_checkpoint(tmp_path / "ckpt.json")
+  agent.load_state_dict(ckpt.arrays)
+  assert ckpt.step == 123 and ckpt.config == small_config.replace(dueling=True) and ckpt.n_actions == 2
+  np.testing.assert_array_equal(agent.q_values(OBS), source.q_values(OBS))
+  assert (agent.q_values(OBS).argmax(1) == source.q_values(OBS).argmax(1)).all()
+  assert not (before == source.q_values(OBS).argmax(1)).all()  # the check above could have failed
+
+
+def test_training_continues_identically_after_load(tmp_path, small_config):
+  """Optimizer state (Adam moments and step count) and the target net travel with the weights."""
+  source = trained_agent(small_config)
+  save_checkpoint(source, 5, (4,), np.dtype(np.float32), tmp_path / "ckpt")
+  restored = load_checkpoint(tmp_path / "ckpt").make_agent()
+  for agent in (source, restored):
+    rng, buf = np.random.default_rng(7), filled_buffer(seed=3)
+    for _ in range(4):
+      buf.sample_into(agent.batch, rng)
+      agent.update()
+  for a, b in zip(params_numpy(source.online) + params_numpy(source.target),
+                  params_numpy(restored.online) + params_numpy(restored.target)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_loading_an_incompatible_state_is_refused(tmp_path, small_config):
+  save_checkpoint(trained_agent(small_config), 1, (4,), np.dtype(np.float32), tmp_path / "c")
+  other = make_agent(small_config.replace(net_arch=(8,)))
+  with pytest.raises(ValueError): other.load_state_dict(load_checkpoint(tmp_path / "c").arrays)
+
+
+def test_missing_and_corrupt_checkpoints_are_user_errors(tmp_path, small_config):
+  with pytest.raises(UserError, match="not found"): load_checkpoint(tmp_path / "nope.json")
+  with pytest.raises(UserError, match="no checkpoint"): load_checkpoint(tmp_path)
+  meta = save_checkpoint(trained_agent(small_config), 1, (4,), np.dtype(np.float32), tmp_path / "c")
+  weights = meta.with_suffix(".safetensors")
+  weights.write_bytes(weights.read_bytes()[:100])
+  with pytest.raises(UserError, match="cannot read checkpoint"): load_checkpoint(meta)
+  meta.write_text("{not json")
+  with pytest.raises(UserError, match="cannot read checkpoint"): load_checkpoint(meta)
+  meta.write_text(json.dumps({"weights": "gone.safetensors"}))
+  with pytest.raises(UserError, match="missing"): load_checkpoint(meta)

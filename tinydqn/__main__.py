@@ -1,0 +1,3 @@
+from tinydqn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Command line: `tinydqn train`, `tinydqn eval`, `tinydqn presets`. Config flags are the field names with '-'."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import sys
+import typing
+from typing import NoReturn, Sequence
+
+from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names
+from tinydqn.errors import UserError
+
+POSITIONAL_FIELDS = {"env_id"}
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse, but a usage error becomes a UserError: one line on stderr, exit code 2."""
+
+  def error(self, message: str) -> NoReturn:
+    raise UserError(message)
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+  try: return tuple(int(x) for x in text.replace(" ", ",").split(",") if x)
+  except ValueError: raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+  hints = typing.get_type_hints(Config)
+  group = parser.add_argument_group("config fields (defaults: the preset's value, else the one shown)")
+  for f in dataclasses.fields(Config):
+    if f.name in POSITIONAL_FIELDS: continue
+    flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+    help_text = f"{f.metadata['help']} [default: {f.default}]"
+    if kind is bool: group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                        help=help_text)
+    elif kind == tuple[int, ...]: group.add_argument(flag, type=_int_tuple, default=argparse.SUPPRESS,
+                                                     metavar="N,N", help=help_text)
+    else: group.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
+                             help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = _Parser(prog="tinydqn", description="Deep Q-Networks on tinygrad.")
+  sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+  train = sub.add_parser("train", help="train a DQN agent", description="Train a DQN agent on a Gymnasium env.")
+  train.add_argument("env_id", nargs="?", default=None, metavar="ENV_ID",
+                     help="Gymnasium id with a Discrete action space [default: CartPole-v1]")
+  train.add_argument("--preset", help=f"hyperparameter preset ({', '.join(preset_names())}); "
+                                      "default: the one made for ENV_ID, if any")
+  train.add_argument("--run-dir", help="output folder [default: runs/ENV__sSEED__TIME]")
+  train.add_argument("--force", action="store_true", help="overwrite the run already in --run-dir")
+  train.add_argument("--device", help="tinygrad device, e.g. CPU, CUDA, AMD, METAL [default: tinygrad's]")
+  train.add_argument("--quiet", action="store_true", help="no progress line")
+  _add_config_flags(train)
+
+  ev = sub.add_parser("eval", help="evaluate a trained agent greedily",
+                      description="Play greedy episodes with a saved agent.")
+  ev.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+  ev.add_argument("--episodes", type=int, default=None, help="[default: the run's eval_episodes]")
+  ev.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
+  ev.add_argument("--json", action="store_true", help="print one JSON object")
+  ev.add_argument("--device", help="tinygrad device [default: tinygrad's]")
+
+  sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
+  parser.commands = sub.choices  # type: ignore[attr-defined]
+  return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+  args, unknown = parser.parse_known_args(argv)
+  if unknown:
+    flags = [o for a in parser.commands[args.command]._actions for o in a.option_strings if o not in ("-h", "--help")]
+    bad = next((u for u in unknown if u.startswith("-")), unknown[0])
+    close = difflib.get_close_matches(bad.split("=")[0], flags, n=3, cutoff=0.6)
+    raise UserError(f"unrecognized argument {bad!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+  return args
+
+
+def _check_device(device: str | None) -> str | None:
+  if device is None: return None
+  from tinygrad import Device
+  try:
+    Device[Device.canonicalize(device)]
+  except Exception as e:
+    raise UserError(f"device {device!r} is not usable here: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}") from None
+  return device
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+  field_names = {f.name for f in dataclasses.fields(Config)}
+  overrides = {k: v for k, v in vars(args).items() if k in field_names - POSITIONAL_FIELDS}
+  config = make_config(args.env_id or "CartPole-v1", args.preset, **overrides)
+  device = _check_device(args.device)
+  from tinydqn.train import train  # imported late: tinygrad start-up is not needed for --help or bad flags
+  preset = args.preset or preset_for_env(config.env_id)
+  print(f"tinydqn: training DQN on {config.env_id} (preset: {preset or 'none'}, seed {config.seed}, "
+        f"{config.total_timesteps} steps)", file=sys.stderr)
+  result = train(config, run_dir=args.run_dir, force=args.force, progress=not args.quiet, device=device)
+  ev = result.final_eval
+  print(f"\nDone: {config.total_timesteps} env steps in {result.seconds:.1f} s ({result.steps_per_second:.0f} steps/s)")
+  print(f"Final greedy evaluation ({len(ev.returns)} episodes): mean return {ev.mean_return:.1f} ± {ev.std_return:.1f}")
+  print(f"Run directory: {result.run_dir}  (config.json, metrics.csv, eval.csv, summary.json, checkpoints/)")
+  print(f"Evaluate again: tinydqn eval {result.run_dir}")
+  return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+  if args.episodes is not None and args.episodes < 1: raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+  if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
+  from tinydqn.checkpoint import load_checkpoint
+  from tinydqn.envs import make_env
+  from tinydqn.evaluate import evaluate
+  ckpt = load_checkpoint(args.path)
+  agent = ckpt.make_agent(_check_device(args.device))
+  episodes = args.episodes or ckpt.config.eval_episodes
+  seed = ckpt.config.eval_seed if args.seed is None else args.seed
+  env = make_env(ckpt.config.env_id)
+  result = evaluate(agent, env, episodes, seed)
+  if args.json:
+    print(json.dumps({**result.to_dict(), "env_id": ckpt.config.env_id, "checkpoint": str(ckpt.path),
+                      "step": ckpt.step, "seed": seed}))
+  else:
+    print(f"{ckpt.config.env_id}, checkpoint {ckpt.path} (step {ckpt.step}): mean return {result.mean_return:.1f} "
+          f"± {result.std_return:.1f} over {episodes} greedy episodes")
+  return 0
+
+
+def cmd_presets(_: argparse.Namespace) -> int:
+  for name in preset_names(): print(f"{name:14s} {load_preset(name).get('env_id', '')}")
+  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  try:
+    args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
+    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}[args.command](args)
+  except UserError as e:
+    print(f"tinydqn: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("tinydqn: interrupted", file=sys.stderr)
+    return 130
+
