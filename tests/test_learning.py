@@ -3,11 +3,11 @@ import csv
 
 import pytest
 
-from tinydqn.config import make_config
+from tinydqn.config import Config, make_config
 from tinydqn.train import linear_epsilon, train
 from tinydqn.logger import WALL_CLOCK_COLUMNS
 
-FAST = dict(total_timesteps=1500, learning_starts=200, train_freq=4, gradient_steps=1, batch_size=32,
+FAST = dict(double_q=False, learning_rate_schedule="constant", total_timesteps=1500, learning_starts=200, train_freq=4, gradient_steps=1, batch_size=32,
             net_arch=(32, 32), eval_freq=500, eval_episodes=3, target_update_interval=100)
 
 
@@ -32,8 +32,10 @@ def test_epsilon_schedule():
 @pytest.mark.slow
 def test_cartpole_learns_clearly_above_random(tmp_path):
   """A random CartPole policy averages about 22; a short seeded run must reach several times that."""
-  config = make_config("CartPole-v1", seed=0, total_timesteps=12_000, learning_starts=1000, train_freq=4,
-                       gradient_steps=1, batch_size=64, learning_rate=1e-3, net_arch=(64, 64),
-                       target_update_interval=250, exploration_fraction=0.3, eval_freq=0, eval_episodes=10)
+  # Explicit fields, not the preset, so tuning the preset cannot change this test. Seeds 0, 1, 2 reach
+  # 113, 119, 199 with it on this machine.
+  config = Config(env_id="CartPole-v1", seed=0, total_timesteps=12_000, learning_starts=1000, train_freq=4,
+                  gradient_steps=1, batch_size=64, learning_rate=1e-3, net_arch=(64, 64),
+                  target_update_interval=250, exploration_fraction=0.3, eval_freq=0, eval_episodes=10)
   result = train(config, tmp_path / "run", progress=False)
   assert result.final_eval.mean_return >= 100, result.final_eval
