@@ -21,9 +21,8 @@ def make_agent(config: Config, seed: int = 0, **kw) -> DQNAgent:
 def filled_buffer(n: int = 64, seed: int = 0) -> ReplayBuffer:
   rng = np.random.default_rng(seed)
   buf = ReplayBuffer(n, (4,), np.float32)
-  for _ in range(n):
-    buf.add(rng.normal(size=4), int(rng.integers(2)), float(rng.normal()), rng.normal(size=4), bool(rng.random() < 0.2),
-            bool(rng.random() < 0.1))
+  buf.add(rng.normal(size=(n, 4)), rng.integers(2, size=n), rng.normal(size=n), rng.normal(size=(n, 4)),
+          rng.random(n) < 0.2, rng.random(n) < 0.1)
   return buf
 
 

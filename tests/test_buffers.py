@@ -8,7 +8,7 @@ from tinydqn.buffers import Batch, ReplayBuffer
 def test_ring_wraps_and_keeps_the_newest():
   buf = ReplayBuffer(5, (2,), np.float32)
   for i in range(12):
-    buf.add(np.full(2, i), i % 3, float(i), np.full(2, i + 1), terminated=i == 11, truncated=i == 7)
+    buf.add(np.full((1, 2), i), [i % 3], [float(i)], np.full((1, 2), i + 1), [i == 11], [i == 7])
   assert len(buf) == 5 and buf.pos == 12 % 5
   stored = sorted(buf.rewards.tolist())
   assert stored == [7.0, 8.0, 9.0, 10.0, 11.0]  # 0..6 were overwritten, oldest first
@@ -20,7 +20,7 @@ def test_ring_wraps_and_keeps_the_newest():
 
 def test_observation_dtype_is_kept():
   buf = ReplayBuffer(4, (3, 3), np.uint8)
-  buf.add(np.full((3, 3), 255, np.uint8), 1, 1.0, np.zeros((3, 3), np.uint8), False, False)
+  buf.add(np.full((1, 3, 3), 255, np.uint8), [1], [1.0], np.zeros((1, 3, 3), np.uint8), [False], [False])
   assert buf.obs.dtype == np.uint8 and buf.obs.nbytes == 4 * 9
   out = Batch.empty(2, (3, 3), np.dtype(np.uint8))
   buf.sample_into(out, np.random.default_rng(0))
@@ -29,7 +29,7 @@ def test_observation_dtype_is_kept():
 
 def test_sampling_only_sees_stored_rows_and_is_uniform():
   buf = ReplayBuffer(1000, (1,), np.float32)
-  for i in range(10): buf.add(np.array([i]), 0, float(i), np.array([i]), False, False)
+  buf.add(np.arange(10)[:, None], np.zeros(10), np.arange(10), np.arange(10)[:, None], np.zeros(10), np.zeros(10))
   rng = np.random.default_rng(0)
   counts = np.bincount(np.concatenate([buf.sample_indices(100, rng) for _ in range(400)]), minlength=10)
   assert len(counts) == 10  # never an empty slot beyond the fill level
@@ -39,7 +39,8 @@ def test_sampling_only_sees_stored_rows_and_is_uniform():
 
 def test_sample_into_gathers_matching_rows():
   buf = ReplayBuffer(50, (2,), np.float32)
-  for i in range(80): buf.add(np.array([i, -i]), i % 2, float(i), np.array([i + 1, -i - 1]), i % 5 == 0, False)
+  i = np.arange(80)
+  buf.add(np.stack([i, -i], 1), i % 2, i, np.stack([i + 1, -i - 1], 1), i % 5 == 0, np.zeros(80))
   out = Batch.empty(16, (2,), np.dtype(np.float32))
   idx = buf.sample_into(out, np.random.default_rng(1))
   np.testing.assert_array_equal(out.obs, buf.obs[idx])
@@ -50,3 +51,11 @@ def test_sample_into_gathers_matching_rows():
 
 def test_empty_buffer_cannot_be_sampled():
   with pytest.raises(ValueError): ReplayBuffer(3, (1,), np.float32).sample_indices(2, np.random.default_rng(0))
+
+
+def test_batch_insert_wraps_around_the_ring():
+  buf = ReplayBuffer(5, (1,), np.float32)
+  buf.add(np.zeros((3, 1)), [0, 0, 0], [0, 1, 2], np.zeros((3, 1)), [0, 0, 0], [0, 0, 0])
+  buf.add(np.zeros((4, 1)), [1, 1, 1, 1], [3, 4, 5, 6], np.zeros((4, 1)), [0, 0, 0, 1], [0, 0, 0, 0])
+  assert len(buf) == 5 and buf.pos == 2
+  assert buf.rewards.tolist() == [5, 6, 2, 3, 4] and buf.terminated.tolist() == [0, 1, 0, 0, 0]

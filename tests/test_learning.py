@@ -1,8 +1,11 @@
 """Seeded end-to-end runs: determinism, and learning clearly above a random policy."""
 import csv
 
+import numpy as np
 import pytest
 
+from tinydqn.agent import DQNAgent
+from tinydqn.envs import last_observations
 from tinydqn.config import Config, make_config
 from tinydqn.train import linear_epsilon, train
 from tinydqn.logger import WALL_CLOCK_COLUMNS
@@ -39,3 +42,31 @@ def test_cartpole_learns_clearly_above_random(tmp_path):
                   target_update_interval=250, exploration_fraction=0.3, eval_freq=0, eval_episodes=10)
   result = train(config, tmp_path / "run", progress=False)
   assert result.final_eval.mean_return >= 100, result.final_eval
+
+
+def test_final_observation_of_a_reset_env_is_stored():
+  next_obs = np.array([[1.0], [2.0], [3.0]])
+  infos = {"final_obs": np.array([None, np.array([9.0]), None], dtype=object)}
+  real = last_observations(next_obs, infos, np.array([False, True, False]))
+  assert real.tolist() == [[1.0], [9.0], [3.0]] and next_obs.tolist() == [[1.0], [2.0], [3.0]]
+
+
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_updates_per_env_step_do_not_depend_on_num_envs(tmp_path, monkeypatch, num_envs):
+  calls = {"update": 0, "sync": 0}
+  original_update, original_sync = DQNAgent.update, DQNAgent.sync_target
+  def count(name, fn):
+    def wrapped(self):
+      calls[name] += 1
+      return fn(self)
+    return wrapped
+  monkeypatch.setattr(DQNAgent, "update", count("update", original_update))
+  monkeypatch.setattr(DQNAgent, "sync_target", count("sync", original_sync))
+  config = make_config("CartPole-v1", num_envs=num_envs, **{**FAST, "total_timesteps": 400, "learning_starts": 100,
+                                                            "train_freq": 10, "gradient_steps": 2,
+                                                            "target_update_interval": 50})
+  result = train(config, tmp_path / "run", progress=False)
+  assert calls == {"update": 2 * 30, "sync": 8}  # trains at steps 110..400, syncs at 50..400
+  rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+  assert rows and all(int(r["episodic_length"]) >= 8 for r in rows)  # CartPole cannot end sooner
+  assert sum(int(r["episodic_length"]) for r in rows) <= 400

@@ -140,10 +140,13 @@ class DQNAgent:
     staged.assign(Tensor(obs, device=self.device)).realize()
     return forward(staged).numpy()
 
-  def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
-    """ε-greedy: a random action with probability ε, otherwise argmax_a Q(φ, a; θ)."""
-    if rng.random() < epsilon: return int(rng.integers(self.n_actions))
-    return int(self.q_values(obs[None]).argmax())
+  def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """ε-greedy for a batch of observations (one per env): each action is random with probability ε,
+    otherwise argmax_a Q(φ, a; θ)."""
+    actions = self.q_values(obs).argmax(axis=1)
+    explore = rng.random(len(actions)) < epsilon
+    if explore.any(): actions[explore] = rng.integers(self.n_actions, size=int(explore.sum()))
+    return actions
 
   # ---- state ----
   def _optimizer_state(self) -> dict[str, Tensor]:

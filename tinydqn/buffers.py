@@ -43,17 +43,19 @@ class ReplayBuffer:
   def __len__(self) -> int:
     return self.size
 
-  def add(self, obs: np.ndarray, action: int, reward: float, next_obs: np.ndarray, terminated: bool,
-          truncated: bool) -> None:
-    i = self.pos
-    self.obs[i] = obs
-    self.actions[i] = action
-    self.rewards[i] = reward
-    self.next_obs[i] = next_obs
-    self.terminated[i] = terminated
-    self.truncated[i] = truncated
-    self.pos = (i + 1) % self.capacity
-    self.size = min(self.size + 1, self.capacity)
+  def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+          terminated: np.ndarray, truncated: np.ndarray) -> None:
+    """Stores a batch of transitions (one per environment; leading dimension n)."""
+    n, i = len(actions), self.pos
+    rows = slice(i, i + n) if i + n <= self.capacity else (i + np.arange(n)) % self.capacity
+    self.obs[rows] = obs
+    self.actions[rows] = actions
+    self.rewards[rows] = rewards
+    self.next_obs[rows] = next_obs
+    self.terminated[rows] = terminated
+    self.truncated[rows] = truncated
+    self.pos = (i + n) % self.capacity
+    self.size = min(self.size + n, self.capacity)
 
   def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """Uniform indices with replacement over the stored transitions."""

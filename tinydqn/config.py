@@ -25,7 +25,10 @@ class Config:
   """Everything that defines a training run. Two runs with equal configs on the same device are identical."""
   env_id: str = _doc("Gymnasium environment id, e.g. CartPole-v1.", default="CartPole-v1")
   total_timesteps: int = _doc("Environment steps to train for.", default=50_000)
-  seed: int = _doc("Seeds the environment, its action space, numpy and tinygrad.", default=0)
+  seed: int = _doc("Seeds the environments (env i: seed + i), numpy and tinygrad.", default=0)
+  num_envs: int = _doc("Environments stepped together (Gymnasium SyncVectorEnv). train_freq, "
+                       "target_update_interval and eval_freq still count env steps summed over all of them.",
+                       default=1)
   # Algorithm 1 / Nature DQN
   learning_rate: float = _doc("Optimizer step size.", default=1e-4)
   learning_rate_schedule: str = _doc("'constant', or 'linear': anneal to 0 at total_timesteps (the zoo's lin_ prefix).",
@@ -59,7 +62,7 @@ class Config:
 
   def __post_init__(self) -> None:
     object.__setattr__(self, "net_arch", tuple(self.net_arch))
-    for name in ("total_timesteps", "buffer_size", "batch_size", "train_freq", "gradient_steps",
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
                  "target_update_interval", "eval_episodes"):
       if getattr(self, name) < 1: _invalid(f"{name} must be >= 1, got {getattr(self, name)}")
     for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm"):
@@ -67,6 +70,8 @@ class Config:
     if not self.learning_rate > 0: _invalid(f"learning_rate must be > 0, got {self.learning_rate}")
     if self.batch_size > self.buffer_size:
       _invalid(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+    if self.num_envs > self.total_timesteps:
+      _invalid(f"num_envs ({self.num_envs}) must not exceed total_timesteps ({self.total_timesteps})")
     if self.learning_starts >= self.total_timesteps:
       _invalid(f"learning_starts ({self.learning_starts}) must be < total_timesteps ({self.total_timesteps})")
     if not 0.0 <= self.gamma <= 1.0: _invalid(f"gamma must be in [0, 1], got {self.gamma}")

@@ -6,6 +6,7 @@ import difflib
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import FlattenObservation, TransformAction
 
 from tinydqn.errors import UserError
@@ -38,6 +39,21 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
       env.close()
       raise UserError(f"{env_id} has observation space {env.observation_space}, which cannot be flattened") from None
   return env
+
+
+def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+  """`num_envs` copies of `make_env(env_id)` stepped together. Same-step autoreset: an env that finishes
+  returns the next episode's first observation, and the true last one in info["final_obs"]."""
+  make_env(env_id).close()  # one-line errors come from here rather than from inside the vector env
+  return SyncVectorEnv([lambda: make_env(env_id) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def last_observations(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:
+  """φ_{t+1} per env: the observation the step really ended in, also for envs that were just reset."""
+  if not done.any(): return next_obs
+  real = next_obs.copy()
+  for i in np.flatnonzero(done): real[i] = infos["final_obs"][i]
+  return real
 
 
 def describe(env: gym.Env) -> tuple[tuple[int, ...], np.dtype, int]:

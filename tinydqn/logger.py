@@ -7,11 +7,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-# Deterministic columns first; the wall-clock ones (time_s, sps) last, so runs can be compared without them.
+# Deterministic columns first; the wall-clock ones last, so runs can be compared without them.
+# time_s: seconds since training started; train_time_s: the same without time spent in periodic evaluation.
 EPISODE_COLUMNS = ["step", "episode", "episodic_return", "episodic_length", "epsilon", "loss", "q_mean", "time_s",
                    "sps"]
-EVAL_COLUMNS = ["step", "mean_return", "std_return", "min_return", "max_return", "time_s"]
-WALL_CLOCK_COLUMNS = {"time_s", "sps"}
+EVAL_COLUMNS = ["step", "mean_return", "std_return", "min_return", "max_return", "time_s", "train_time_s"]
+WALL_CLOCK_COLUMNS = {"time_s", "train_time_s", "sps"}
 
 
 class CsvLog:

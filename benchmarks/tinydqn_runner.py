@@ -1,0 +1,31 @@
+"""One tinydqn run with the same protocol and output as sb3_runner.py; prints one JSON line."""
+import csv
+import json
+import resource
+import sys
+import tempfile
+
+from tinydqn.config import Config
+from tinydqn.envs import make_env
+from tinydqn.evaluate import evaluate
+from tinydqn.train import train
+
+
+def main():
+  cfg = json.loads(sys.argv[1])
+  final_episodes = cfg.pop("final_episodes")
+  config = Config.from_dict(cfg)
+  with tempfile.TemporaryDirectory() as tmp:
+    result = train(config, run_dir=f"{tmp}/run", progress=False)
+    with open(result.run_dir / "eval.csv") as f:
+      rows = [{"step": int(r["step"]), "mean_return": float(r["mean_return"]), "time_s": float(r["time_s"]),
+               "train_time_s": float(r["train_time_s"])} for r in csv.DictReader(f)]
+  final = evaluate(result.agent, make_env(config.env_id), final_episodes, config.eval_seed)
+  print(json.dumps({"library": "tinydqn", "seed": config.seed, "seconds": result.seconds,
+                    "train_seconds": result.seconds - result.eval_seconds, "evals": rows,
+                    "final_return": final.mean_return,
+                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+  main()

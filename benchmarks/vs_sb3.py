@@ -1,0 +1,133 @@
+"""tinydqn against Stable-Baselines3 DQN, side by side: same machine, same seeds, runs alternating.
+
+Each run is its own process (so peak RSS is per library). Wall-clock is training time without the
+periodic greedy evaluations (both libraries evaluate the same way, every eval_freq steps, 10 episodes
+with seeds eval_seed + i; that time is measured and taken out). Prints markdown tables and writes a
+PNG of greedy return against training wall-clock.
+
+    bash benchmarks/setup_sb3.sh                      # once: SB3 + CPU torch in benchmarks/.sb3-venv
+    .venv/bin/python benchmarks/vs_sb3.py zoo         # SB3's own zoo CartPole config in both libraries
+    .venv/bin/python benchmarks/vs_sb3.py solve       # each library's best CartPole preset: time to solve
+    .venv/bin/python benchmarks/vs_sb3.py cleanrl     # CleanRL's dqn.py CartPole config: env steps/s
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SB3_PYTHON = HERE / ".sb3-venv" / "bin" / "python"
+SOLVED = 475.0
+
+# rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1 (the configuration SB3 users run).
+ZOO = dict(env_id="CartPole-v1", total_timesteps=50_000, learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+           learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+           exploration_fraction=0.16, exploration_initial_eps=1.0, exploration_final_eps=0.04, net_arch=[256, 256],
+           tau=1.0, max_grad_norm=10.0)
+# CleanRL dqn.py defaults (CartPole-v1): 500k steps, train every 10, batch 128, [120, 84], target every 500.
+CLEANRL = dict(env_id="CartPole-v1", total_timesteps=500_000, learning_rate=2.5e-4, batch_size=128,
+               buffer_size=10_000, learning_starts=10_000, gamma=0.99, target_update_interval=500, train_freq=10,
+               gradient_steps=1, exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.05,
+               net_arch=[120, 84], tau=1.0, max_grad_norm=10.0)
+EVAL = dict(eval_freq=2500, eval_episodes=10, eval_seed=10_000, final_episodes=20)
+
+
+def run(library: str, config: dict, seed: int) -> dict:
+  cfg = {**config, **EVAL, "seed": seed}
+  if library == "tinydqn":
+    cmd = [sys.executable, str(HERE / "tinydqn_runner.py"), json.dumps(cfg)]
+  else:
+    cmd = [str(SB3_PYTHON), str(HERE / "sb3_runner.py"), json.dumps(cfg)]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def tinydqn_preset(name: str, **overrides) -> dict:
+  from tinydqn.config import make_config
+  d = make_config(preset=name, **overrides).to_dict()
+  for k in ("eval_freq", "eval_episodes", "eval_seed"): d.pop(k)
+  return d
+
+
+def med(values: list[float]) -> str:
+  return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
+
+def first_solve(r: dict) -> dict | None:
+  return next((e for e in r["evals"] if e["mean_return"] >= SOLVED), None)
+
+
+def table(results: dict[str, list[dict]], total_steps: dict[str, int]) -> str:
+  lines = ["| library | train wall-clock s | env steps/s | final greedy return (20 ep) | seeds ≥ 475 | "
+           "first eval ≥ 475: step | : train s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+  for lib, rows in results.items():
+    solves = [s for s in map(first_solve, rows) if s]
+    lines.append(
+      f"| {lib} | {med([r['train_seconds'] for r in rows])} | "
+      f"{med([total_steps[lib] / r['train_seconds'] for r in rows])} | {med([r['final_return'] for r in rows])} | "
+      f"{sum(r['final_return'] >= SOLVED for r in rows)}/{len(rows)} | "
+      f"{med([s['step'] for s in solves]) if solves else 'never'} | "
+      f"{med([s['train_time_s'] for s in solves]) if solves else '-'} | {med([r['peak_rss_mb'] for r in rows])} |")
+  libs = list(results)
+  if len(libs) == 2:
+    a, b = (statistics.median(r["train_seconds"] for r in results[lib]) for lib in libs)
+    lines.append(f"\nratio of median train wall-clock {libs[0]} / {libs[1]}: **{a / b:.2f}**")
+    sa, sb = ([s["train_time_s"] for s in map(first_solve, results[lib]) if s] for lib in libs)
+    if sa and sb:
+      lines.append(f"ratio of median time to first solve {libs[0]} / {libs[1]}: "
+                   f"**{statistics.median(sa) / statistics.median(sb):.2f}**")
+  return "\n".join(lines)
+
+
+def plot(results: dict[str, list[dict]], path: Path, title: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for (lib, rows), color in zip(results.items(), ("tab:blue", "tab:orange")):
+    for i, r in enumerate(rows):
+      ax.plot([e["train_time_s"] for e in r["evals"]], [e["mean_return"] for e in r["evals"]], color=color,
+              alpha=0.5, label=lib if i == 0 else None)
+  ax.axhline(SOLVED, color="grey", ls="--", lw=0.8)
+  ax.set(xlabel="training wall-clock (s, evaluation excluded)", ylabel="greedy return (10 episodes)", title=title)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("comparison", choices=["zoo", "solve", "cleanrl"])
+  ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 5 for zoo, 10 for solve)")
+  ap.add_argument("--out", default=str(HERE / "results"))
+  args = ap.parse_args()
+  if not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first (SB3 lives in its own venv)")
+  if args.comparison == "zoo":  # the same hyperparameters in both libraries
+    configs = {"tinydqn": ZOO, "sb3": ZOO}
+  elif args.comparison == "solve":  # each library's best preset
+    configs = {"tinydqn": tinydqn_preset("cartpole"), "sb3": ZOO}
+  else:
+    configs = {"tinydqn": CLEANRL, "sb3": CLEANRL}
+  seeds = range(args.seeds or {"zoo": 5, "solve": 10, "cleanrl": 3}[args.comparison])
+  results: dict[str, list[dict]] = {lib: [] for lib in configs}
+  for seed in seeds:  # alternate so drifting machine load hits both libraries alike
+    for lib, config in configs.items():
+      r = run(lib, config, seed)
+      results[lib].append(r)
+      print(f"{lib} seed {seed}: train {r['train_seconds']:.1f} s, final {r['final_return']:.1f}, "
+            f"RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f"vs_sb3_{args.comparison}.json").write_text(json.dumps(results, indent=1))
+  print(f"\n### {args.comparison}: {', '.join(f'{k}: {v}' for k, v in configs.items())}\n")
+  print(table(results, {lib: c["total_timesteps"] for lib, c in configs.items()}))
+  plot(results, out / f"vs_sb3_{args.comparison}.png", f"CartPole-v1, {args.comparison}")
+  print(f"\nplot: {out / f'vs_sb3_{args.comparison}.png'}")
+
+
+if __name__ == "__main__":
+  main()
