@@ -71,3 +71,23 @@ class ReplayBuffer:
     np.take(self.next_obs, idx, axis=0, out=out.next_obs)
     np.take(self.terminated, idx, out=out.terminated)
     return idx
+
+  # ---- snapshots ----
+  @property
+  def nbytes(self) -> int:
+    return sum(a.nbytes for a in self._arrays().values())
+
+  def _arrays(self) -> dict[str, np.ndarray]:
+    return {"obs": self.obs, "next_obs": self.next_obs, "actions": self.actions, "rewards": self.rewards,
+            "terminated": self.terminated, "truncated": self.truncated}
+
+  def state_dict(self) -> dict[str, np.ndarray]:
+    """The stored rows and the ring's position, for a snapshot."""
+    n = self.size
+    return {**{k: a[:n] for k, a in self._arrays().items()}, "pos": np.array(self.pos), "size": np.array(n)}
+
+  def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    n = int(state["size"])
+    if n > self.capacity: raise ValueError(f"snapshot holds {n} transitions, more than the capacity {self.capacity}")
+    for k, a in self._arrays().items(): a[:n] = state[k]
+    self.pos, self.size = int(state["pos"]), n

@@ -10,7 +10,7 @@ import typing
 from typing import NoReturn, Sequence
 
 from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names
-from tinydqn.errors import UserError
+from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 
 POSITIONAL_FIELDS = {"env_id"}
 
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "default: the one made for ENV_ID, if any")
   train.add_argument("--run-dir", help="output folder [default: runs/ENV__sSEED__TIME]")
   train.add_argument("--force", action="store_true", help="overwrite the run already in --run-dir")
+  train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its newest snapshot "
+                                                          "(takes no ENV_ID, preset or config flags)")
   train.add_argument("--device", help="tinygrad device, e.g. CPU, CUDA, AMD, METAL [default: tinygrad's]")
   train.add_argument("--quiet", action="store_true", help="no progress line")
   _add_config_flags(train)
@@ -93,14 +95,24 @@ def _check_device(device: str | None) -> str | None:
 def cmd_train(args: argparse.Namespace) -> int:
   field_names = {f.name for f in dataclasses.fields(Config)}
   overrides = {k: v for k, v in vars(args).items() if k in field_names - POSITIONAL_FIELDS}
+  if args.resume is not None:
+    if overrides or args.env_id or args.preset or args.run_dir or args.force:
+      raise UserError("--resume continues a run with its own config: pass no ENV_ID, --preset, --run-dir, "
+                      "--force or config flags with it")
+    from tinydqn.train import resume
+    print(f"tinydqn: resuming {args.resume}", file=sys.stderr)
+    return _report(resume(args.resume, progress=not args.quiet, device=_check_device(args.device)))
   config = make_config(args.env_id or "CartPole-v1", args.preset, **overrides)
   device = _check_device(args.device)
   from tinydqn.train import train  # imported late: tinygrad start-up is not needed for --help or bad flags
   preset = args.preset or preset_for_env(config.env_id)
   print(f"tinydqn: training DQN on {config.env_id} (preset: {preset or 'none'}, seed {config.seed}, "
         f"{config.total_timesteps} steps)", file=sys.stderr)
-  result = train(config, run_dir=args.run_dir, force=args.force, progress=not args.quiet, device=device)
-  ev = result.final_eval
+  return _report(train(config, run_dir=args.run_dir, force=args.force, progress=not args.quiet, device=device))
+
+
+def _report(result) -> int:
+  config, ev = result.agent.config, result.final_eval
   print(f"\nDone: {config.total_timesteps} env steps in {result.seconds:.1f} s ({result.steps_per_second:.0f} steps/s)")
   print(f"Final greedy evaluation ({len(ev.returns)} episodes): mean return {ev.mean_return:.1f} ± {ev.std_return:.1f}")
   print(f"Run directory: {result.run_dir}  (config.json, metrics.csv, eval.csv, summary.json, checkpoints/)")
@@ -141,6 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   except UserError as e:
     print(f"tinydqn: error: {e}", file=sys.stderr)
     return 2
+  except Interrupted as e:
+    print(f"\ntinydqn: stopped by {e}", file=sys.stderr)
+    return e.exit_code
+  except TrainingDiverged as e:
+    print(f"tinydqn: error: {e}", file=sys.stderr)
+    return 1
   except KeyboardInterrupt:
     print("tinydqn: interrupted", file=sys.stderr)
     return 130

@@ -59,13 +59,18 @@ class Config:
   eval_episodes: int = _doc("Episodes per greedy evaluation.", default=10)
   eval_seed: int = _doc("Evaluation episode i resets with seed eval_seed + i, the same at every evaluation.",
                         default=10_000)
+  # Snapshots for --resume (they do not change what is learned)
+  checkpoint_freq: int = _doc("Write a snapshot for --resume every this many env steps (0: none).", default=10_000)
+  keep_checkpoints: int = _doc("How many of the newest snapshots to keep.", default=2)
+  checkpoint_buffer: bool = _doc("Include the replay memory in snapshots (without it, a resumed run refills "
+                                 "it and is no longer identical to an uninterrupted one).", default=True)
 
   def __post_init__(self) -> None:
     object.__setattr__(self, "net_arch", tuple(self.net_arch))
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
-                 "target_update_interval", "eval_episodes"):
+                 "target_update_interval", "eval_episodes", "keep_checkpoints"):
       if getattr(self, name) < 1: _invalid(f"{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm"):
+    for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm", "checkpoint_freq"):
       if getattr(self, name) < 0: _invalid(f"{name} must be >= 0, got {getattr(self, name)}")
     if not self.learning_rate > 0: _invalid(f"learning_rate must be > 0, got {self.learning_rate}")
     if self.batch_size > self.buffer_size:

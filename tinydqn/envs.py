@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -45,7 +46,7 @@ def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
   """`num_envs` copies of `make_env(env_id)` stepped together. Same-step autoreset: an env that finishes
   returns the next episode's first observation, and the true last one in info["final_obs"]."""
   make_env(env_id).close()  # one-line errors come from here rather than from inside the vector env
-  return SyncVectorEnv([lambda: make_env(env_id) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+  return SyncVectorEnv([partial(make_env, env_id) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def last_observations(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:

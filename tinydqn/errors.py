@@ -1,5 +1,20 @@
-"""The one exception type that the CLI turns into a one-line message and exit code 2."""
+"""Exceptions the CLI turns into a one-line message and an exit code."""
+import signal
+from pathlib import Path
 
 
 class UserError(Exception):
-  """Bad input from the user: an invalid config value, an unknown env or preset, a missing checkpoint."""
+  """Bad input from the user: an invalid config value, an unknown env or preset, a missing checkpoint (exit 2)."""
+
+
+class Interrupted(Exception):
+  """SIGINT or SIGTERM arrived: the loop finished its step and wrote a snapshot (exit 128 + signal)."""
+
+  def __init__(self, signum: int, step: int, run_dir: Path):
+    super().__init__(f"{signal.Signals(signum).name} at step {step}: snapshot written; "
+                     f"continue with: tinydqn train --resume {run_dir}")
+    self.exit_code = 128 + signum
+
+
+class TrainingDiverged(Exception):
+  """The loss became NaN or infinite; the snapshots written before it stay as they were (exit 1)."""

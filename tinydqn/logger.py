@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,24 @@ WALL_CLOCK_COLUMNS = {"time_s", "train_time_s", "sps"}
 class CsvLog:
   """Appends rows to a CSV file with a fixed header, flushed per row so a crash loses nothing written."""
 
-  def __init__(self, path: Path, columns: list[str]):
+  def __init__(self, path: Path, columns: list[str], resume_after_step: int | None = None):
+    """A new file; or, with `resume_after_step`, the existing one cut back to the rows up to that step (rows a
+    crashed run wrote after its last snapshot would otherwise appear twice), then appended to."""
     self.columns = columns
-    self._file = open(path, "w", newline="")
-    self._writer = csv.DictWriter(self._file, fieldnames=columns)
-    self._writer.writeheader()
+    if resume_after_step is not None and path.exists():
+      with open(path, newline="") as f: rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_after_step]
+      tmp = path.with_name(path.name + ".tmp")
+      with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+      os.replace(tmp, path)
+      self._file = open(path, "a", newline="")
+      self._writer = csv.DictWriter(self._file, fieldnames=columns)
+    else:
+      self._file = open(path, "w", newline="")
+      self._writer = csv.DictWriter(self._file, fieldnames=columns)
+      self._writer.writeheader()
 
   def write(self, row: dict[str, Any]) -> None:
     self._writer.writerow({k: _fmt(v) for k, v in row.items()})
@@ -39,10 +53,10 @@ def _fmt(value: Any) -> Any:
 class Progress:
   """One live line: step, ε, recent returns, loss, steps/s (tqdm), or nothing when quiet."""
 
-  def __init__(self, total: int, enabled: bool):
-    self._bar = tqdm(total=total, unit="step", dynamic_ncols=True, disable=not enabled, mininterval=0.5,
-                     smoothing=0.1)
-    self._shown = 0
+  def __init__(self, total: int, enabled: bool, initial: int = 0):
+    self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=not enabled,
+                     mininterval=0.5, smoothing=0.1)
+    self._shown = initial
 
   def update(self, step: int, **fields: Any) -> None:
     self._bar.update(step - self._shown)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -30,5 +31,6 @@ def prepare_run_dir(path: Path, force: bool) -> Path:
   ckpt_dir = path / "checkpoints"
   if ckpt_dir.is_dir():
     for f in ckpt_dir.iterdir():
-      if f.suffix in (".json", ".safetensors", ".tmp"): f.unlink()
+      if f.is_dir() and (f.name.startswith("step_") or f.name.startswith(".step_")): shutil.rmtree(f)
+      elif f.suffix in (".json", ".safetensors", ".tmp"): f.unlink()
   return path

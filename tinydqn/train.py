@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +16,12 @@ from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.checkpoint import save_checkpoint
 from tinydqn.config import Config
+from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
 from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
+from tinydqn.snapshot import load_latest_snapshot, save_snapshot
 
 
 @dataclass
@@ -27,6 +32,21 @@ class TrainResult:
   steps_per_second: float
   seconds: float  # wall-clock of the whole loop
   eval_seconds: float  # the part of it spent in periodic greedy evaluation
+
+
+@dataclass
+class LoopState:
+  """What the loop carries from one env step to the next. With the agent, the replay memory, the rng and the
+  environments it is all a snapshot needs to continue a run exactly, in-progress episodes included."""
+  step: int  # environment steps taken, summed over the envs
+  episode: int  # episodes finished
+  obs: np.ndarray  # the current observation of each env
+  episode_returns: np.ndarray
+  episode_lengths: np.ndarray
+  recent_returns: list[float]  # the last 10 episodic returns, for the progress line
+  stats: list[float] | None = None  # [loss, mean Q] of the latest gradient step read back, as logged
+  elapsed: float = 0.0  # wall-clock seconds of training so far (time_s continues across a resume)
+  eval_seconds: float = 0.0
 
 
 def linear_epsilon(config: Config, step: int) -> float:
@@ -50,87 +70,159 @@ def crossings(interval: int, before: int, after: int) -> int:
 
 def train(config: Config, run_dir: str | Path | None = None, force: bool = False, progress: bool = True,
           device: str | None = None) -> TrainResult:
-  """Trains a DQN agent as `config` says, writing config.json, metrics.csv, eval.csv, summary.json and
-  checkpoints/final.* to `run_dir` (default: a new folder under runs/)."""
+  """Trains a DQN agent as `config` says, writing config.json, metrics.csv, eval.csv, summary.json,
+  checkpoints/final.* and periodic snapshots to `run_dir` (default: a new folder under runs/)."""
   run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id, config.seed)
   check_run_dir(run_dir, force)
-  eval_env = make_env(config.env_id)  # fails here, before anything is written, if the env cannot be used
-  envs = make_vector_env(config.env_id, config.num_envs)
-  obs_shape, obs_dtype, n_actions = describe(eval_env)
+  make_env(config.env_id).close()  # fails here, before anything is written, if the env cannot be used
   prepare_run_dir(run_dir, force)
   (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+  return _run(config, run_dir, progress, device, snapshot=None)
 
+
+def resume(run_dir: str | Path, progress: bool = True, device: str | None = None) -> TrainResult:
+  """Continues the run in `run_dir` from its newest usable snapshot. With the replay memory in the snapshot
+  (the default) the result is the run that was never interrupted, row for row and bit for bit."""
+  run_dir = Path(run_dir)
+  if not (run_dir / "config.json").is_file(): raise UserError(f"{run_dir} is not a run directory (no config.json)")
+  try:
+    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+  except (ValueError, TypeError) as e:
+    raise UserError(f"cannot read {run_dir / 'config.json'}: {e}") from None
+  if (run_dir / "summary.json").exists(): raise UserError(f"the run in {run_dir} has already finished")
+  return _run(config, run_dir, progress, device, snapshot=load_latest_snapshot(run_dir / "checkpoints"))
+
+
+def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot) -> TrainResult:
+  eval_env = make_env(config.env_id)
+  obs_shape, obs_dtype, n_actions = describe(eval_env)
   # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
   Tensor.manual_seed(config.seed)
   rng = np.random.default_rng(config.seed)
-  envs.action_space.seed(config.seed)
-
   # Initialize replay memory D to capacity N; initialize Q with random weights (and Q̂ as its copy).
   memory = ReplayBuffer(min(config.buffer_size, config.total_timesteps), obs_shape, obs_dtype)
   agent = DQNAgent(config, obs_shape, obs_dtype, n_actions, device)
+  if snapshot is None:
+    envs = make_vector_env(config.env_id, config.num_envs)
+    envs.action_space.seed(config.seed)
+    n = config.num_envs
+    state = LoopState(0, 0, envs.reset(seed=config.seed)[0], np.zeros(n), np.zeros(n, dtype=np.int64), [])
+  else:
+    agent.load_state_dict(snapshot.agent)
+    if snapshot.replay is not None: memory.load_state_dict(snapshot.replay)
+    rng.bit_generator.state = snapshot.state["rng"]
+    envs, state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
+  resume_step = None if snapshot is None else state.step
+  episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step)
+  eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_after_step=resume_step)
+  bar = Progress(config.total_timesteps, progress, initial=state.step)
+  start = time.perf_counter() - state.elapsed
+  pending = None  # the latest gradient step's [loss, mean Q], still on the device
+  last_eval: tuple[int, EvalResult] | None = None
 
-  episodes_log, eval_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS), CsvLog(run_dir / "eval.csv", EVAL_COLUMNS)
-  bar = Progress(config.total_timesteps, progress)
-  start, stats, last_eval, eval_seconds = time.perf_counter(), None, None, 0.0
-  recent_returns: list[float] = []
-  episode, step = 0, 0  # `step` counts environment steps taken, summed over the envs
-  episode_returns, episode_lengths = np.zeros(config.num_envs), np.zeros(config.num_envs, dtype=np.int64)
-  obs, _ = envs.reset(seed=config.seed)
+  def read_stats() -> list[float]:
+    nonlocal pending
+    if pending is not None:
+      state.stats, pending = pending.numpy().tolist(), None
+      if not all(map(math.isfinite, state.stats)):
+        raise TrainingDiverged(f"the loss became {state.stats[0]} by step {state.step}; snapshots before it are "
+                               f"intact in {run_dir / 'checkpoints'} (try a lower learning_rate or max_grad_norm)")
+    return state.stats or [float("nan"), float("nan")]
 
   def run_eval() -> EvalResult:
-    nonlocal eval_seconds
     eval_start = time.perf_counter()
     result = evaluate(agent, eval_env, config.eval_episodes, config.eval_seed)
-    eval_seconds += time.perf_counter() - eval_start
+    state.eval_seconds += time.perf_counter() - eval_start
     d, now = result.to_dict(), time.perf_counter() - start
-    eval_log.write({"step": step, **{k: d[k] for k in EVAL_COLUMNS[1:-2]}, "time_s": now,
-                    "train_time_s": now - eval_seconds})
-    bar.write(f"step {step}: greedy eval {result.mean_return:.1f} ± {result.std_return:.1f}")
+    eval_log.write({"step": state.step, **{k: d[k] for k in EVAL_COLUMNS[1:-2]}, "time_s": now,
+                    "train_time_s": now - state.eval_seconds})
+    bar.write(f"step {state.step}: greedy eval {result.mean_return:.1f} ± {result.std_return:.1f}")
     return result
 
-  while step < config.total_timesteps:
-    # With probability ε select a random action, otherwise a_t = argmax_a Q(φ(s_t), a; θ).
-    epsilon = linear_epsilon(config, step)
-    actions = agent.act(obs, epsilon, rng)
-    # Execute a_t, observe r_t and x_{t+1}; store (φ_t, a_t, r_t, φ_{t+1}) in D.
-    next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-    done = terminated | truncated
-    memory.add(obs, actions, rewards, last_observations(next_obs, infos, done), terminated, truncated)
-    obs = next_obs  # finished envs were reset already: this is the next episode's φ_1
-    before, step = step, step + config.num_envs
-    episode_returns += rewards
-    episode_lengths += 1
-    for i in np.flatnonzero(done):
-      episode += 1
-      loss, q_mean = stats.numpy().tolist() if stats is not None else (float("nan"), float("nan"))
-      elapsed = time.perf_counter() - start
-      episodes_log.write({"step": step, "episode": episode, "episodic_return": float(episode_returns[i]),
-                          "episodic_length": int(episode_lengths[i]), "epsilon": epsilon, "loss": loss,
-                          "q_mean": q_mean, "time_s": elapsed, "sps": step / elapsed})
-      recent_returns = (recent_returns + [float(episode_returns[i])])[-10:]
-      bar.update(step, eps=epsilon, ret10=float(np.mean(recent_returns)), loss=loss)
-      episode_returns[i], episode_lengths[i] = 0.0, 0
-    # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
-    if step > config.learning_starts and (rounds := crossings(config.train_freq, before, step)):
-      if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, step))
-      for _ in range(rounds * config.gradient_steps):
-        memory.sample_into(agent.batch, rng)
-        stats = agent.update()
-    # Every C steps, Q̂ ← Q (or Polyak averaging with τ < 1).
-    for _ in range(crossings(config.target_update_interval, before, step)): agent.sync_target()
-    if config.eval_freq and crossings(config.eval_freq, before, step): last_eval = (step, run_eval())
+  snapshot_reported = False
 
+  def write_snapshot() -> None:
+    nonlocal snapshot_reported
+    read_stats()
+    state.elapsed = time.perf_counter() - start
+    path = save_snapshot(run_dir / "checkpoints", state.step, agent, memory,
+                         {"loop": asdict(state), "rng": rng.bit_generator.state, "envs": envs},
+                         config.checkpoint_buffer, config.keep_checkpoints)
+    if path is not None and not snapshot_reported:  # its size, once: with pixels it can be gigabytes
+      snapshot_reported = True
+      size = sum(f.stat().st_size for f in path.iterdir())
+      bar.write(f"step {state.step}: snapshot {path.name} written ({size / 2**20:.1f} MiB, replay memory included: "
+                f"{config.checkpoint_buffer})")
+
+  with _stop_on_signals() as stop:
+    while state.step < config.total_timesteps:
+      # With probability ε select a random action, otherwise a_t = argmax_a Q(φ(s_t), a; θ).
+      epsilon = linear_epsilon(config, state.step)
+      actions = agent.act(state.obs, epsilon, rng)
+      # Execute a_t, observe r_t and x_{t+1}; store (φ_t, a_t, r_t, φ_{t+1}) in D.
+      next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+      done = terminated | truncated
+      memory.add(state.obs, actions, rewards, last_observations(next_obs, infos, done), terminated, truncated)
+      state.obs = next_obs  # finished envs were reset already: this is the next episode's φ_1
+      before, state.step = state.step, state.step + config.num_envs
+      state.episode_returns += rewards
+      state.episode_lengths += 1
+      for i in np.flatnonzero(done):
+        state.episode += 1
+        loss, q_mean = read_stats()
+        elapsed = time.perf_counter() - start
+        episodes_log.write({"step": state.step, "episode": state.episode,
+                            "episodic_return": float(state.episode_returns[i]),
+                            "episodic_length": int(state.episode_lengths[i]), "epsilon": epsilon, "loss": loss,
+                            "q_mean": q_mean, "time_s": elapsed, "sps": state.step / elapsed})
+        state.recent_returns = (state.recent_returns + [float(state.episode_returns[i])])[-10:]
+        bar.update(state.step, eps=epsilon, ret10=float(np.mean(state.recent_returns)), loss=loss)
+        state.episode_returns[i], state.episode_lengths[i] = 0.0, 0
+      # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
+      if state.step > config.learning_starts and (rounds := crossings(config.train_freq, before, state.step)):
+        if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, state.step))
+        for _ in range(rounds * config.gradient_steps):
+          memory.sample_into(agent.batch, rng)
+          pending = agent.update()
+      # Every C steps, Q̂ ← Q (or Polyak averaging with τ < 1).
+      for _ in range(crossings(config.target_update_interval, before, state.step)): agent.sync_target()
+      if config.eval_freq and crossings(config.eval_freq, before, state.step): last_eval = (state.step, run_eval())
+      if state.step < config.total_timesteps and (stop.signum or (
+          config.checkpoint_freq and crossings(config.checkpoint_freq, before, state.step))):
+        write_snapshot()
+        if stop.signum: raise Interrupted(stop.signum, state.step, run_dir)
+
+  read_stats()
   seconds = time.perf_counter() - start
-  bar.update(step)
-  final_eval = last_eval[1] if last_eval and last_eval[0] == step else run_eval()
+  bar.update(state.step)
+  final_eval = last_eval[1] if last_eval and last_eval[0] == state.step else run_eval()
   bar.close()
   episodes_log.close()
   eval_log.close()
-  save_checkpoint(agent, step, obs_shape, obs_dtype, run_dir / "checkpoints" / "final")
-  summary = {"env_id": config.env_id, "seed": config.seed, "total_timesteps": step, "episodes": episode,
-             "seconds": seconds, "eval_seconds": eval_seconds, "steps_per_second": step / seconds,
+  save_checkpoint(agent, state.step, obs_shape, obs_dtype, run_dir / "checkpoints" / "final")
+  summary = {"env_id": config.env_id, "seed": config.seed, "total_timesteps": state.step, "episodes": state.episode,
+             "seconds": seconds, "eval_seconds": state.eval_seconds, "steps_per_second": state.step / seconds,
              "final_eval": final_eval.to_dict()}
   (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
   envs.close()
   eval_env.close()
-  return TrainResult(run_dir, agent, final_eval, step / seconds, seconds, eval_seconds)
+  return TrainResult(run_dir, agent, final_eval, state.step / seconds, seconds, state.eval_seconds)
+
+
+class _stop_on_signals:
+  """Within the block, SIGINT/SIGTERM only record the signal (the loop then snapshots and stops); a second
+  SIGINT interrupts at once. Signal handlers can only be set from the main thread; elsewhere this does nothing."""
+
+  def __enter__(self) -> _stop_on_signals:
+    self.signum: int | None = None
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM): self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum: int, frame) -> None:
+    if self.signum is not None and signum == signal.SIGINT: raise KeyboardInterrupt
+    self.signum = signum
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items(): signal.signal(sig, handler)

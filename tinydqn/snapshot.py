@@ -1,0 +1,114 @@
+"""Training snapshots: everything needed to continue a run exactly where it stopped.
+
+A snapshot is a directory `checkpoints/step_<N>/` holding the agent (safetensors), the replay memory (npz),
+the loop state with the numpy RNG and the pickled environments (cloudpickle), and a manifest with the
+size and SHA-256 of each file. It is written under a temporary name, fsynced and renamed, so a crash
+leaves either the whole snapshot or none; loading verifies the manifest and falls back to the previous
+snapshot when the newest is damaged. Snapshots are pickles: only resume runs you trust.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import numpy as np
+from tinygrad.nn.state import safe_load, safe_save
+
+from tinydqn.agent import DQNAgent
+from tinydqn.buffers import ReplayBuffer
+from tinydqn.errors import UserError
+
+FORMAT_VERSION = 1
+PREFIX = "step_"
+
+
+@dataclass
+class Snapshot:
+  step: int
+  path: Path
+  agent: dict[str, np.ndarray]
+  replay: dict[str, np.ndarray] | None  # None when the run was saved without its replay memory
+  state: dict[str, Any]  # loop state, rng state and environments, as saved by the training loop
+
+
+def snapshot_dirs(ckpt_dir: Path) -> list[Path]:
+  """Complete snapshot directories, oldest first."""
+  if not ckpt_dir.is_dir(): return []
+  return sorted(p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[5:].isdigit())
+
+
+def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuffer, state: dict[str, Any],
+                  include_replay: bool, keep: int) -> Path | None:
+  """Writes snapshot `step` and keeps the newest `keep`. Returns None (with a warning) if the disk is too full."""
+  ckpt_dir.mkdir(parents=True, exist_ok=True)
+  replay_bytes = memory.nbytes if include_replay else 0
+  agent_bytes = sum(t.nbytes() for t in agent.state_dict().values())
+  needed = int(1.1 * (replay_bytes + agent_bytes)) + (1 << 20)
+  free = shutil.disk_usage(ckpt_dir).free
+  if free < needed:
+    print(f"tinydqn: warning: snapshot at step {step} skipped: it needs {needed / 2**20:.0f} MiB and only "
+          f"{free / 2**20:.0f} MiB are free on {ckpt_dir}", file=sys.stderr)
+    return None
+  final, tmp = ckpt_dir / f"{PREFIX}{step:012d}", ckpt_dir / f".{PREFIX}{step:012d}.tmp"
+  if tmp.exists(): shutil.rmtree(tmp)
+  tmp.mkdir()
+  safe_save(agent.state_dict(), str(tmp / "agent.safetensors"))
+  if include_replay:
+    with open(tmp / "replay.npz", "wb") as f: np.savez(f, **memory.state_dict())
+  (tmp / "state.pkl").write_bytes(cloudpickle.dumps(state))
+  files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+  (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT_VERSION, "step": step, "files": files}, indent=1))
+  for p in tmp.iterdir(): _fsync(p)
+  _fsync(tmp)
+  if final.exists(): shutil.rmtree(final)
+  os.rename(tmp, final)
+  _fsync(ckpt_dir)
+  for old in snapshot_dirs(ckpt_dir)[:-keep]: shutil.rmtree(old)
+  return final
+
+
+def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:
+  """The newest snapshot that verifies; damaged ones are named on stderr and skipped."""
+  candidates = snapshot_dirs(ckpt_dir)
+  if not candidates: raise UserError(f"no snapshot to resume from in {ckpt_dir}")
+  for path in reversed(candidates):
+    try:
+      return _load(path)
+    except Exception as e:  # damaged or incomplete: say so in one line, then try the one before
+      print(f"tinydqn: warning: snapshot {path} is unusable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "trying the previous one", file=sys.stderr)
+  raise UserError(f"no usable snapshot in {ckpt_dir} (all {len(candidates)} failed verification)")
+
+
+def _load(path: Path) -> Snapshot:
+  manifest = json.loads((path / "manifest.json").read_text())
+  for name, info in manifest["files"].items():
+    f = path / name
+    if f.stat().st_size != info["bytes"]: raise ValueError(f"{name} has {f.stat().st_size} bytes, expected {info['bytes']}")
+    if _sha256(f) != info["sha256"]: raise ValueError(f"{name} does not match its checksum")
+  agent = {k: v.numpy() for k, v in safe_load(str(path / "agent.safetensors")).items()}
+  replay = None
+  if "replay.npz" in manifest["files"]:
+    with np.load(path / "replay.npz") as z: replay = {k: z[k] for k in z.files}
+  state = cloudpickle.loads((path / "state.pkl").read_bytes())
+  return Snapshot(int(manifest["step"]), path, agent, replay, state)
+
+
+def _sha256(path: Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+  return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try: os.fsync(fd)
+  finally: os.close(fd)
