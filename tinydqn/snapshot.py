@@ -56,8 +56,8 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
     print(f"tinydqn: warning: snapshot at step {step} skipped: it needs {needed / 2**20:.0f} MiB and only "
           f"{free / 2**20:.0f} MiB are free on {ckpt_dir}", file=sys.stderr)
     return None
+  for stale in ckpt_dir.glob(f".{PREFIX}*.tmp"): shutil.rmtree(stale)  # left by a crash in mid-write
   final, tmp = ckpt_dir / f"{PREFIX}{step:012d}", ckpt_dir / f".{PREFIX}{step:012d}.tmp"
-  if tmp.exists(): shutil.rmtree(tmp)
   tmp.mkdir()
   safe_save(agent.state_dict(), str(tmp / "agent.safetensors"))
   if include_replay:
