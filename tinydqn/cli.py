@@ -16,7 +16,11 @@ POSITIONAL_FIELDS = {"env_id"}
 
 
 class _Parser(argparse.ArgumentParser):
-  """argparse, but a usage error becomes a UserError: one line on stderr, exit code 2."""
+  """argparse, but a usage error becomes a UserError (one line on stderr, exit code 2), and flags must be
+  spelled out: with thirty config flags, a prefix standing for one of them is a mistake waiting to happen."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, allow_abbrev=False, **kwargs)
 
   def error(self, message: str) -> NoReturn:
     raise UserError(message)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -66,7 +68,7 @@ class Config:
                                  "it and is no longer identical to an uninterrupted one).", default=True)
 
   def __post_init__(self) -> None:
-    object.__setattr__(self, "net_arch", tuple(self.net_arch))
+    self._check_types()
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
                  "target_update_interval", "eval_episodes", "keep_checkpoints"):
       if getattr(self, name) < 1: _invalid(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -92,6 +94,23 @@ class Config:
       _invalid(f"learning_rate_schedule must be 'constant' or 'linear', got {self.learning_rate_schedule!r}")
     if self.optimizer not in ("adam", "rmsprop"):
       _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+
+  def _check_types(self) -> None:
+    """Each value has its field's type (ints are fine for floats; JSON lists for net_arch); floats are finite."""
+    for f, kind in typing.get_type_hints(Config).items():
+      value = getattr(self, f)
+      if kind == tuple[int, ...]:
+        if not isinstance(value, (tuple, list)) or not all(isinstance(h, int) and not isinstance(h, bool) for h in value):
+          _invalid(f"{f} must be a sequence of integers, got {value!r}")
+        object.__setattr__(self, f, tuple(value))
+      elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)): _invalid(f"{f} must be a number, got {value!r}")
+        if not math.isfinite(value): _invalid(f"{f} must be finite, got {value!r}")
+        object.__setattr__(self, f, float(value))
+      elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        _invalid(f"{f} must be an integer, got {value!r}")
+      elif kind in (bool, str) and not isinstance(value, kind):
+        _invalid(f"{f} must be {'true or false' if kind is bool else 'a string'}, got {value!r}")
 
   def replace(self, **changes: Any) -> Config:
     """A copy with some fields changed (validated again)."""
