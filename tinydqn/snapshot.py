@@ -77,7 +77,9 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
 def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:
   """The newest snapshot that verifies; damaged ones are named on stderr and skipped."""
   candidates = snapshot_dirs(ckpt_dir)
-  if not candidates: raise UserError(f"no snapshot to resume from in {ckpt_dir}")
+  if not candidates:
+    raise UserError(f"no snapshot to resume from in {ckpt_dir} (the run stopped before its first one; "
+                    "start it again with --force)")
   for path in reversed(candidates):
     try:
       return _load(path)

@@ -21,7 +21,7 @@ from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
 from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
-from tinydqn.snapshot import load_latest_snapshot, save_snapshot
+from tinydqn.snapshot import Snapshot, load_latest_snapshot, save_snapshot
 
 
 @dataclass
@@ -93,7 +93,7 @@ def resume(run_dir: str | Path, progress: bool = True, device: str | None = None
   return _run(config, run_dir, progress, device, snapshot=load_latest_snapshot(run_dir / "checkpoints"))
 
 
-def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot) -> TrainResult:
+def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None) -> TrainResult:
   eval_env = make_env(config.env_id)
   obs_shape, obs_dtype, n_actions = describe(eval_env)
   # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
