@@ -177,3 +177,15 @@ def test_snapshot_without_replay_still_resumes(tmp_path):
   assert not (tmp_path / "run" / "checkpoints" / "step_000000000400" / "replay.npz").exists()
   result = resume(tmp_path / "run", progress=False)
   assert result.agent.config == config and json.loads((tmp_path / "run" / "summary.json").read_text())["total_timesteps"] == 1200
+
+
+def test_tinygrad_rng_state_round_trips():
+  from tinydqn.snapshot import restore_tinygrad_rng, tinygrad_rng_state
+  Tensor.manual_seed(3)
+  Tensor.rand(4).realize()
+  saved = tinygrad_rng_state()
+  expected = Tensor.rand(5).numpy()
+  Tensor.manual_seed(99)
+  Tensor.rand(7).realize()
+  restore_tinygrad_rng(saved)
+  np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)

@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
+from tinygrad import Tensor, dtypes
 from tinygrad.nn.state import safe_load, safe_save
 
 from tinydqn.agent import DQNAgent
@@ -101,6 +102,19 @@ def _load(path: Path) -> Snapshot:
     with np.load(path / "replay.npz") as z: replay = {k: z[k] for k in z.files}
   state = cloudpickle.loads((path / "state.pkl").read_bytes())
   return Snapshot(int(manifest["step"]), path, agent, replay, state)
+
+
+def tinygrad_rng_state() -> dict[str, Any]:
+  """tinygrad's random state: the seed and, per device, its seed tensor and draw counter."""
+  return {"seed": Tensor._seed, "devices": {d: (Tensor._device_seeds[d].numpy(), c.numpy())
+                                            for d, c in Tensor._device_rng_counters.items()}}
+
+
+def restore_tinygrad_rng(state: dict[str, Any]) -> None:
+  Tensor.manual_seed(state["seed"])
+  for device, (seed, counter) in state["devices"].items():
+    Tensor._device_seeds[device] = Tensor(seed, device=device, dtype=dtypes.uint32).realize()
+    Tensor._device_rng_counters[device] = Tensor(counter, device=device, dtype=dtypes.uint32).realize()
 
 
 def _sha256(path: Path) -> str:

@@ -21,7 +21,7 @@ from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
 from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
-from tinydqn.snapshot import Snapshot, load_latest_snapshot, save_snapshot
+from tinydqn.snapshot import Snapshot, load_latest_snapshot, restore_tinygrad_rng, save_snapshot, tinygrad_rng_state
 
 
 @dataclass
@@ -97,6 +97,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
   eval_env = make_env(config.env_id)
   obs_shape, obs_dtype, n_actions = describe(eval_env)
   # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
+  # A snapshot restores each of them below, tinygrad's after the agent's initialisation has drawn from it.
   Tensor.manual_seed(config.seed)
   rng = np.random.default_rng(config.seed)
   # Initialize replay memory D to capacity N; initialize Q with random weights (and Q̂ as its copy).
@@ -111,6 +112,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
     agent.load_state_dict(snapshot.agent)
     if snapshot.replay is not None: memory.load_state_dict(snapshot.replay)
     rng.bit_generator.state = snapshot.state["rng"]
+    restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
     envs, state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
   resume_step = None if snapshot is None else state.step
   episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step)
@@ -146,7 +148,8 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
     read_stats()
     state.elapsed = time.perf_counter() - start
     path = save_snapshot(run_dir / "checkpoints", state.step, agent, memory,
-                         {"loop": asdict(state), "rng": rng.bit_generator.state, "envs": envs},
+                         {"loop": asdict(state), "rng": rng.bit_generator.state, "envs": envs,
+                          "tinygrad_rng": tinygrad_rng_state()},
                          config.checkpoint_buffer, config.keep_checkpoints)
     if path is not None and not snapshot_reported:  # its size, once: with pixels it can be gigabytes
       snapshot_reported = True
