@@ -9,11 +9,13 @@ PNG of greedy return against training wall-clock.
     .venv/bin/python benchmarks/vs_sb3.py zoo         # SB3's own zoo CartPole config in both libraries
     .venv/bin/python benchmarks/vs_sb3.py solve       # each library's best CartPole preset: time to solve
     .venv/bin/python benchmarks/vs_sb3.py cleanrl     # CleanRL's dqn.py CartPole config: env steps/s
+    .venv/bin/python benchmarks/vs_sb3.py zoo --tinydqn-env HCQ2=1,BEAM=2   # with tinygrad's opt-in levers
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,13 +38,13 @@ CLEANRL = dict(env_id="CartPole-v1", total_timesteps=500_000, learning_rate=2.5e
 EVAL = dict(eval_freq=2500, eval_episodes=10, eval_seed=10_000, final_episodes=20)
 
 
-def run(library: str, config: dict, seed: int) -> dict:
+def run(library: str, config: dict, seed: int, env: dict[str, str]) -> dict:
   cfg = {**config, **EVAL, "seed": seed}
-  if library == "tinydqn":
+  if library.startswith("tinydqn"):
     cmd = [sys.executable, str(HERE / "tinydqn_runner.py"), json.dumps(cfg)]
   else:
     cmd = [str(SB3_PYTHON), str(HERE / "sb3_runner.py"), json.dumps(cfg)]
-  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+  out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 
@@ -104,6 +106,8 @@ def main() -> None:
   ap.add_argument("comparison", choices=["zoo", "solve", "cleanrl"])
   ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 5 for zoo, 10 for solve)")
   ap.add_argument("--out", default=str(HERE / "results"))
+  ap.add_argument("--tinydqn-env", default="", metavar="VAR=VALUE,...",
+                  help="environment for the tinydqn runs, e.g. HCQ2=1,BEAM=2 (tinygrad's opt-in levers)")
   args = ap.parse_args()
   if not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first (SB3 lives in its own venv)")
   if args.comparison == "zoo":  # the same hyperparameters in both libraries
@@ -112,21 +116,25 @@ def main() -> None:
     configs = {"tinydqn": tinydqn_preset("cartpole"), "sb3": ZOO}
   else:
     configs = {"tinydqn": CLEANRL, "sb3": CLEANRL}
+  tiny_env = dict(kv.split("=", 1) for kv in args.tinydqn_env.split(",") if kv)
+  if tiny_env: configs = {f"tinydqn ({' '.join(f'{k}={v}' for k, v in tiny_env.items())})": configs["tinydqn"],
+                          "sb3": configs["sb3"]}
   seeds = range(args.seeds or {"zoo": 5, "solve": 10, "cleanrl": 3}[args.comparison])
   results: dict[str, list[dict]] = {lib: [] for lib in configs}
   for seed in seeds:  # alternate so drifting machine load hits both libraries alike
     for lib, config in configs.items():
-      r = run(lib, config, seed)
+      r = run(lib, config, seed, tiny_env if lib.startswith("tinydqn") else {})
       results[lib].append(r)
       print(f"{lib} seed {seed}: train {r['train_seconds']:.1f} s, final {r['final_return']:.1f}, "
             f"RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  (out / f"vs_sb3_{args.comparison}.json").write_text(json.dumps(results, indent=1))
+  tag = args.comparison + ("_" + "_".join(f"{k}{v}" for k, v in tiny_env.items()) if tiny_env else "")
+  (out / f"vs_sb3_{tag}.json").write_text(json.dumps(results, indent=1))
   print(f"\n### {args.comparison}: {', '.join(f'{k}: {v}' for k, v in configs.items())}\n")
   print(table(results, {lib: c["total_timesteps"] for lib, c in configs.items()}))
-  plot(results, out / f"vs_sb3_{args.comparison}.png", f"CartPole-v1, {args.comparison}")
-  print(f"\nplot: {out / f'vs_sb3_{args.comparison}.png'}")
+  plot(results, out / f"vs_sb3_{tag}.png", f"CartPole-v1, {args.comparison}")
+  print(f"\nplot: {out / f'vs_sb3_{tag}.png'}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ import os, sys
 import tinydqn.snapshot as snap
 target, nth = sys.argv[1], int(sys.argv[2])
 calls = {"n": 0}
-owner = snap.os if target == "rename" else snap.np if target == "savez" else snap
+import tinydqn.checkpoint as ckpt
+owner = snap.os if target == "rename" else snap.np if target == "savez" else ckpt
 original = getattr(owner, target)
 def crash(*args, **kwargs):
   calls["n"] += 1
@@ -110,6 +111,9 @@ def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "4"]).wait(timeout=300)  # dies in snapshot 4
   snapshots = sorted((run / "checkpoints").glob("step_*"))
   assert [s.name for s in snapshots] == ["step_000000000400", "step_000000000800", "step_000000001200"]
+  evaluated = cli("eval", str(run), "--json")  # an unfinished run is evaluated with its newest snapshot
+  out, _ = evaluated.communicate(timeout=120)
+  assert evaluated.returncode == 0 and json.loads(out)["step"] == 1200
   replay = snapshots[2] / "replay.npz"
   data = bytearray(replay.read_bytes())
   data[len(data) // 2] ^= 0xFF  # one flipped byte in the newest

@@ -178,3 +178,4 @@ class DQNAgent:
         raise ValueError(f"{name}: shape {tuple(arrays[name].shape)} does not match the agent's {t.shape}")
       t.assign(Tensor(np.ascontiguousarray(arrays[name]), device=self.device).cast(t.dtype))
     Tensor.realize(*own.values())
+    self._settle()

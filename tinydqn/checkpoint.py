@@ -63,9 +63,9 @@ def find_checkpoint(path: str | Path) -> Path:
   if path.is_dir():
     ckpt_dir = path / "checkpoints"
     if (ckpt_dir / "final.json").exists(): return ckpt_dir / "final.json"
-    found = sorted(ckpt_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if ckpt_dir.is_dir() else []
-    if not found: raise UserError(f"no checkpoint in {path} (looked for {ckpt_dir}/final.json)")
-    return found[-1]
+    snapshots = sorted(ckpt_dir.glob("step_*/agent.json"))  # an unfinished run: its newest snapshot
+    if not snapshots: raise UserError(f"no checkpoint in {path} (looked for {ckpt_dir}/final.json and snapshots)")
+    return snapshots[-1]
   candidates = [path.with_suffix(".json")] if path.suffix == ".safetensors" else [path, Path(f"{path}.json")]
   found = next((c for c in candidates if c.is_file()), None)
   if found is None: raise UserError(f"checkpoint not found: {path}")

@@ -1,6 +1,7 @@
 """Training snapshots: everything needed to continue a run exactly where it stopped.
 
-A snapshot is a directory `checkpoints/step_<N>/` holding the agent (safetensors), the replay memory (npz),
+A snapshot is a directory `checkpoints/step_<N>/` holding the agent (a checkpoint: safetensors + JSON), the
+replay memory (npz),
 the loop state with the numpy RNG and the pickled environments (cloudpickle), and a manifest with the
 size and SHA-256 of each file. It is written under a temporary name, fsynced and renamed, so a crash
 leaves either the whole snapshot or none; loading verifies the manifest and falls back to the previous
@@ -20,10 +21,11 @@ from typing import Any
 import cloudpickle
 import numpy as np
 from tinygrad import Tensor, dtypes
-from tinygrad.nn.state import safe_load, safe_save
+from tinygrad.nn.state import safe_load
 
 from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
+from tinydqn.checkpoint import save_checkpoint
 from tinydqn.errors import UserError
 
 FORMAT_VERSION = 1
@@ -47,6 +49,7 @@ def snapshot_dirs(ckpt_dir: Path) -> list[Path]:
 
 def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuffer, state: dict[str, Any],
                   include_replay: bool, keep: int) -> Path | None:
+  """`agent.safetensors` + `agent.json` are an ordinary checkpoint, so `tinydqn eval` can use a snapshot."""
   """Writes snapshot `step` and keeps the newest `keep`. Returns None (with a warning) if the disk is too full."""
   ckpt_dir.mkdir(parents=True, exist_ok=True)
   replay_bytes = memory.nbytes if include_replay else 0
@@ -60,7 +63,7 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
   for stale in ckpt_dir.glob(f".{PREFIX}*.tmp"): shutil.rmtree(stale)  # left by a crash in mid-write
   final, tmp = ckpt_dir / f"{PREFIX}{step:012d}", ckpt_dir / f".{PREFIX}{step:012d}.tmp"
   tmp.mkdir()
-  safe_save(agent.state_dict(), str(tmp / "agent.safetensors"))
+  save_checkpoint(agent, step, memory.obs.shape[1:], memory.obs.dtype, tmp / "agent")
   if include_replay:
     with open(tmp / "replay.npz", "wb") as f: np.savez(f, **memory.state_dict())
   (tmp / "state.pkl").write_bytes(cloudpickle.dumps(state))
