@@ -61,8 +61,8 @@ class Progress:
   def update(self, step: int, **fields: Any) -> None:
     self._bar.update(step - self._shown)
     self._shown = step
-    self._bar.set_postfix_str(" ".join(f"{k}={_fmt(v) if not isinstance(v, str) else v}" for k, v in fields.items()),
-                              refresh=False)
+    if fields:  # without new fields the last ones stay on the line
+      self._bar.set_postfix_str(" ".join(f"{k}={_fmt(v)}" for k, v in fields.items()), refresh=False)
 
   def write(self, message: str) -> None:
     self._bar.write(message)
