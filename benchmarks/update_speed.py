@@ -19,7 +19,7 @@ import time
 SHAPES = {  # name: (net_arch, batch_size, double_q)
   "zoo [256,256] B64": ((256, 256), 64, False),
   "CleanRL [120,84] B128": ((120, 84), 128, False),
-  "preset [256,256] B128 double": ((256, 256), 128, True),
+  "[256,256] B64 double": ((256, 256), 64, True),
 }
 
 
