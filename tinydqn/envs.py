@@ -44,8 +44,8 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
 
 def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
   """`num_envs` copies of `make_env(env_id)` stepped together. Same-step autoreset: an env that finishes
-  returns the next episode's first observation, and the true last one in info["final_obs"]."""
-  make_env(env_id).close()  # one-line errors come from here rather than from inside the vector env
+  returns the next episode's first observation, and the true last one in info["final_obs"]. make_env's
+  UserErrors come straight out of the constructor, which builds the envs."""
   return SyncVectorEnv([partial(make_env, env_id) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
 
 

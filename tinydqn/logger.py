@@ -23,7 +23,8 @@ class CsvLog:
     """A new file; or, with `resume_after_step`, the existing one cut back to the rows up to that step (rows a
     crashed run wrote after its last snapshot would otherwise appear twice), then appended to."""
     self.columns = columns
-    if resume_after_step is not None and path.exists():
+    resuming = resume_after_step is not None and path.exists()
+    if resuming:
       with open(path, newline="") as f: rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_after_step]
       tmp = path.with_name(path.name + ".tmp")
       with open(tmp, "w", newline="") as f:
@@ -31,12 +32,9 @@ class CsvLog:
         writer.writeheader()
         writer.writerows(rows)
       os.replace(tmp, path)
-      self._file = open(path, "a", newline="")
-      self._writer = csv.DictWriter(self._file, fieldnames=columns)
-    else:
-      self._file = open(path, "w", newline="")
-      self._writer = csv.DictWriter(self._file, fieldnames=columns)
-      self._writer.writeheader()
+    self._file = open(path, "a" if resuming else "w", newline="")
+    self._writer = csv.DictWriter(self._file, fieldnames=columns)
+    if not resuming: self._writer.writeheader()
 
   def write(self, row: dict[str, Any]) -> None:
     self._writer.writerow({k: _fmt(v) for k, v in row.items()})
