@@ -18,11 +18,12 @@ def make_agent(config: Config, seed: int = 0, **kw) -> DQNAgent:
   return DQNAgent(config, (4,), np.dtype(np.float32), 2, **kw)
 
 
-def filled_buffer(n: int = 64, seed: int = 0) -> ReplayBuffer:
+def filled_buffer(n: int = 64, seed: int = 0, **kw) -> ReplayBuffer:
   rng = np.random.default_rng(seed)
-  buf = ReplayBuffer(n, (4,), np.float32)
-  buf.add(rng.normal(size=(n, 4)), rng.integers(2, size=n), rng.normal(size=n), rng.normal(size=(n, 4)),
-          rng.random(n) < 0.2, rng.random(n) < 0.1)
+  buf = ReplayBuffer(n, (4,), np.float32, **kw)
+  columns = (rng.normal(size=(n, 4)), rng.integers(2, size=n), rng.normal(size=n), rng.normal(size=(n, 4)),
+             rng.random(n) < 0.2, rng.random(n) < 0.1)
+  for i in range(n): buf.add(*(c[i:i + 1] for c in columns))
   return buf
 
 

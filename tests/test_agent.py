@@ -61,7 +61,7 @@ def test_dueling_head_is_value_plus_centered_advantage(small_config):
   agent = make_agent(small_config.replace(dueling=True))
   obs = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
   x = Tensor(obs)
-  for layer in agent.online.hidden: x = layer(x).relu()
+  for layer in agent.online.torso.hidden: x = layer(x).relu()
   adv, value = agent.online.advantage(x).numpy(), agent.online.value(x).numpy()
   np.testing.assert_allclose(agent.q_values(obs), value + adv - adv.mean(1, keepdims=True), rtol=1e-5, atol=1e-6)
 

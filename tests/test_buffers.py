@@ -28,7 +28,7 @@ def test_observation_dtype_is_kept():
 
 
 def test_sampling_only_sees_stored_rows_and_is_uniform():
-  buf = ReplayBuffer(1000, (1,), np.float32)
+  buf = ReplayBuffer(1000, (1,), np.float32, num_envs=10)
   buf.add(np.arange(10)[:, None], np.zeros(10), np.arange(10), np.arange(10)[:, None], np.zeros(10), np.zeros(10))
   rng = np.random.default_rng(0)
   counts = np.bincount(np.concatenate([buf.sample_indices(100, rng) for _ in range(400)]), minlength=10)
@@ -39,14 +39,15 @@ def test_sampling_only_sees_stored_rows_and_is_uniform():
 
 def test_sample_into_gathers_matching_rows():
   buf = ReplayBuffer(50, (2,), np.float32)
-  i = np.arange(80)
-  buf.add(np.stack([i, -i], 1), i % 2, i, np.stack([i + 1, -i - 1], 1), i % 5 == 0, np.zeros(80))
+  for i in np.arange(80)[:, None]:
+    buf.add(np.stack([i, -i], 1), i % 2, i, np.stack([i + 1, -i - 1], 1), i % 5 == 0, np.zeros(1))
   out = Batch.empty(16, (2,), np.dtype(np.float32))
   idx = buf.sample_into(out, np.random.default_rng(1))
   np.testing.assert_array_equal(out.obs, buf.obs[idx])
   np.testing.assert_array_equal(out.next_obs[:, 0], out.rewards + 1)
   np.testing.assert_array_equal(out.actions, out.rewards.astype(int) % 2)
-  np.testing.assert_array_equal(out.terminated, (out.rewards.astype(int) % 5 == 0).astype(np.float32))
+  np.testing.assert_array_equal(out.discounts, np.where(out.rewards.astype(int) % 5 == 0, 0.0, np.float32(0.99)))
+  np.testing.assert_array_equal(out.weights, 1.0)
 
 
 def test_empty_buffer_cannot_be_sampled():
@@ -54,8 +55,9 @@ def test_empty_buffer_cannot_be_sampled():
 
 
 def test_batch_insert_wraps_around_the_ring():
-  buf = ReplayBuffer(5, (1,), np.float32)
-  buf.add(np.zeros((3, 1)), [0, 0, 0], [0, 1, 2], np.zeros((3, 1)), [0, 0, 0], [0, 0, 0])
-  buf.add(np.zeros((4, 1)), [1, 1, 1, 1], [3, 4, 5, 6], np.zeros((4, 1)), [0, 0, 0, 1], [0, 0, 0, 0])
-  assert len(buf) == 5 and buf.pos == 2
-  assert buf.rewards.tolist() == [5, 6, 2, 3, 4] and buf.terminated.tolist() == [0, 1, 0, 0, 0]
+  buf = ReplayBuffer(5, (1,), np.float32, num_envs=2)
+  assert buf.capacity == 6  # whole rows of one transition per env
+  for t in range(4): buf.add(np.zeros((2, 1)), [t, t], [2 * t, 2 * t + 1], np.zeros((2, 1)), [0, t == 3], [0, 0])
+  assert len(buf) == 6 and buf.pos == 2
+  assert buf.rewards.tolist() == [6, 7, 2, 3, 4, 5] and buf.terminated.tolist() == [0, 1, 0, 0, 0, 0]
+  with pytest.raises(ValueError): buf.add(np.zeros((3, 1)), [0] * 3, [0] * 3, np.zeros((3, 1)), [0] * 3, [0] * 3)

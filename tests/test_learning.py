@@ -56,9 +56,9 @@ def test_updates_per_env_step_do_not_depend_on_num_envs(tmp_path, monkeypatch, n
   calls = {"update": 0, "sync": 0}
   original_update, original_sync = DQNAgent.update, DQNAgent.sync_target
   def count(name, fn):
-    def wrapped(self):
+    def wrapped(self, *args):
       calls[name] += 1
-      return fn(self)
+      return fn(self, *args)
     return wrapped
   monkeypatch.setattr(DQNAgent, "update", count("update", original_update))
   monkeypatch.setattr(DQNAgent, "sync_target", count("sync", original_sync))

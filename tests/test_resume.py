@@ -163,9 +163,9 @@ def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
 def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch):
   calls = {"n": 0}
   original = DQNAgent.update
-  def poisoned(self):
+  def poisoned(self, *args):
     calls["n"] += 1
-    return Tensor([float("nan"), 0.0]) if calls["n"] > 300 else original(self)
+    return Tensor([float("nan"), 0.0]) if calls["n"] > 300 else original(self, *args)
   monkeypatch.setattr(DQNAgent, "update", poisoned)
   with pytest.raises(TrainingDiverged, match="loss became nan"): train(CONFIG, tmp_path / "run", progress=False)
   snapshots = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))

@@ -13,22 +13,25 @@ NEXT_Q_TARGET = [[1.0, 3.0], [5.0, -2.0], [0.5, 0.25]]
 NEXT_Q_ONLINE = [[2.0, 1.0], [0.0, 9.0], [0.0, 1.0]]
 
 
+def discounts(gamma: float) -> Tensor:
+  return Tensor([gamma * (1.0 - t) for t in TERMINATED])
+
+
 def test_dqn_target_by_hand():
-  y = td_target(Tensor(REWARDS), Tensor(TERMINATED), Tensor(NEXT_Q_TARGET), GAMMA).numpy()
+  y = td_target(Tensor(REWARDS), discounts(GAMMA), Tensor(NEXT_Q_TARGET)).numpy()
   # non-terminal: r + γ max_a' Q̂; terminal: r alone; truncated: bootstraps like non-terminal
   np.testing.assert_allclose(y, [1.0 + 0.9 * 3.0, -0.5, 2.0 + 0.9 * 0.5], rtol=1e-6)
 
 
 def test_double_dqn_target_by_hand():
-  y = td_target(Tensor(REWARDS), Tensor(TERMINATED), Tensor(NEXT_Q_TARGET), GAMMA, Tensor(NEXT_Q_ONLINE)).numpy()
+  y = td_target(Tensor(REWARDS), discounts(GAMMA), Tensor(NEXT_Q_TARGET), Tensor(NEXT_Q_ONLINE)).numpy()
   # a' = argmax of the online net (0, 1, 1), valued by the target net (1.0, -2.0, 0.25)
   np.testing.assert_allclose(y, [1.0 + 0.9 * 1.0, -0.5, 2.0 + 0.9 * 0.25], rtol=1e-6)
 
 
 def test_gamma_zero_and_one():
-  np.testing.assert_allclose(td_target(Tensor(REWARDS), Tensor(TERMINATED), Tensor(NEXT_Q_TARGET), 0.0).numpy(),
-                             REWARDS)
-  np.testing.assert_allclose(td_target(Tensor(REWARDS), Tensor(TERMINATED), Tensor(NEXT_Q_TARGET), 1.0).numpy(),
+  np.testing.assert_allclose(td_target(Tensor(REWARDS), discounts(0.0), Tensor(NEXT_Q_TARGET)).numpy(), REWARDS)
+  np.testing.assert_allclose(td_target(Tensor(REWARDS), discounts(1.0), Tensor(NEXT_Q_TARGET)).numpy(),
                              [4.0, -0.5, 2.5])
 
 
@@ -45,15 +48,16 @@ def test_update_loss_matches_numpy(small_config, double_q, loss):
   config = small_config.replace(double_q=double_q, loss=loss, gamma=0.97)
   agent = make_agent(config)
   rng = np.random.default_rng(1)
-  buf = filled_buffer()
+  buf = filled_buffer(gamma=0.97)
   for _ in range(3):  # run past the jit's capture so the replayed graph is checked too
-    buf.sample_into(agent.batch, rng)
+    drawn = buf.sample_into(agent.batch, rng)
     b = agent.batch
     q = agent.q_values(b.obs)[np.arange(len(b.actions)), b.actions]
     next_target = agent.target(Tensor(b.next_obs)).numpy()
     if double_q: next_v = next_target[np.arange(len(b.actions)), agent.q_values(b.next_obs).argmax(1)]
     else: next_v = next_target.max(1)
-    y = b.rewards + 0.97 * (1 - b.terminated) * next_v
+    np.testing.assert_array_equal(b.discounts, np.float32(0.97) * (1 - buf.terminated[drawn]))
+    y = b.rewards + b.discounts * next_v
     err = y - q
     expected = np.mean(err ** 2) if loss == "mse" else np.mean(np.where(np.abs(err) < 1, 0.5 * err ** 2, np.abs(err) - 0.5))
     got_loss, got_q = agent.update().numpy()

@@ -10,27 +10,47 @@ from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
-from tinydqn.networks import NumpyQ, QNetwork, cpu_view, has_cpu_views
+from tinydqn.networks import MLPTorso, NumpyQ, QNetwork, build_torso, cpu_view, factorized_noise, has_cpu_views
 
 
-def td_target(rewards: Tensor, terminated: Tensor, next_q_target: Tensor, gamma: float,
-              next_q_online: Tensor | None = None) -> Tensor:
-  """y_j = r_j + γ·(1 − terminated_j)·Q̂(φ_{j+1}, a') — equation 3 with the Nature target network.
+def td_target(rewards: Tensor, discounts: Tensor, next_q_target: Tensor, next_q_online: Tensor | None = None) -> Tensor:
+  """y_j = R_j + discount_j · Q̂(φ_{j+1}, a') — equation 3 with the Nature target network.
 
-  DQN takes a' = argmax Q̂(φ_{j+1}, ·); Double DQN (van Hasselt et al. 2016) passes `next_q_online` and takes
-  a' = argmax Q(φ_{j+1}, ·; θ). Only a true terminal stops bootstrapping: a time-limit truncation does not.
-  The result is detached: y_j is a constant of the gradient step, as in the paper.
+  For one-step transitions R_j = r_j and discount_j = γ·(1 − terminated_j): only a true terminal stops
+  bootstrapping, a time-limit truncation does not. With n-step returns R_j sums n discounted rewards and the
+  discount is γⁿ (see `ReplayBuffer.n_step_returns`). DQN takes a' = argmax Q̂(φ_{j+1}, ·); Double DQN
+  (van Hasselt et al. 2016) passes `next_q_online` and takes a' = argmax Q(φ_{j+1}, ·; θ). The result is
+  detached: y_j is a constant of the gradient step, as in the paper.
   """
   if next_q_online is None: next_v = next_q_target.max(axis=1)
   else: next_v = (next_q_target * next_q_online.argmax(axis=1).one_hot(next_q_target.shape[1])).sum(axis=1)
-  return (rewards + gamma * (1.0 - terminated) * next_v).detach()
+  return (rewards + discounts * next_v).detach()
+
+
+def td_errors(q_taken: Tensor, y: Tensor, kind: str) -> Tensor:
+  """Per-sample (y − Q)² ('mse', equation 3 of the paper) or Huber with δ=1 ('huber': the Nature error clipping)."""
+  err = y - q_taken
+  if kind == "mse": return err.square()
+  return (err.abs() < 1.0).where(0.5 * err.square(), err.abs() - 0.5)
 
 
 def td_loss(q_taken: Tensor, y: Tensor, kind: str) -> Tensor:
-  """Mean of (y − Q)² ('mse'), or of the Huber function with δ=1 ('huber': the Nature paper's error clipping)."""
-  err = y - q_taken
-  if kind == "mse": return err.square().mean()
-  return (err.abs() < 1.0).where(0.5 * err.square(), err.abs() - 0.5).mean()
+  """The mean of `td_errors`."""
+  return td_errors(q_taken, y, kind).mean()
+
+
+def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tensor, v_min: float, v_max: float) -> Tensor:
+  """C51's target distribution (Bellemare et al. 2017, Algorithm 1) on the support z_i = v_min + iΔz: each atom
+  z_j moves to Tz_j = clip(R + discount·z_j, v_min, v_max), and its probability p_j is split between the two
+  nearest atoms in proportion to closeness. Written as m_i = Σ_j p_j · max(0, 1 − |b_j − i|) with
+  b_j = (Tz_j − v_min)/Δz, which is that split (all of p_j to atom i when b_j = i exactly) without a scatter."""
+  atoms = next_probs.shape[-1]
+  delta = (v_max - v_min) / (atoms - 1)
+  support = Tensor.linspace(v_min, v_max, atoms)
+  tz = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clip(v_min, v_max)
+  b = (tz - v_min) / delta  # [batch, atoms]: where each moved atom lands, in units of atoms
+  closeness = (1.0 - (b.unsqueeze(2) - Tensor.arange(atoms).float()).abs()).relu()
+  return (next_probs.unsqueeze(2) * closeness).sum(axis=1).detach()
 
 
 class RMSprop(Optimizer):
@@ -55,6 +75,8 @@ class DQNAgent:
 
   All jitted functions are built per instance (a TinyJit on a method would be shared by every agent).
   Weights only ever change in place, so the jitted graphs and the numpy views always see current values.
+  With noisy nets, the noise is staged like the minibatch: `self.noise` holds f(ε_in), f(ε_out) per noisy
+  layer of the online net, then of the target net, drawn from the caller's numpy generator.
   """
 
   def __init__(self, config: Config, obs_shape: tuple[int, ...], obs_dtype: np.dtype, n_actions: int,
@@ -63,44 +85,71 @@ class DQNAgent:
     the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
     self.device = Device.canonicalize(device)
-    obs_dim = int(np.prod(obs_shape))
+    atoms = config.atoms if config.distributional else 1
+    self.support = np.linspace(config.v_min, config.v_max, atoms, dtype=np.float32) if atoms > 1 else None
+    def network() -> QNetwork:
+      return QNetwork(build_torso(config, obs_shape), n_actions, config.dueling, atoms, config.noisy)
     with Context(DEV=self.device):
-      self.online = QNetwork(obs_dim, n_actions, config.net_arch, config.dueling)
-      self.target = QNetwork(obs_dim, n_actions, config.net_arch, config.dueling)
+      self.online, self.target = network(), network()
       Tensor.realize(*self.online.parameters(), *self.target.parameters())
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
       # fused: the optimizer keeps its state for all parameters in one buffer (8 fewer kernels per update)
       self.optimizer = Adam(params, lr=config.learning_rate, fused=True) if config.optimizer == "adam" else \
           RMSprop(params, lr=config.learning_rate, fused=True)
-      # Minibatch inputs, preallocated once: the sampler writes into `self.batch`, the jit reads the tensors.
+      # Jit inputs, preallocated once: the sampler writes into `self.batch`, the jit reads the tensors.
       host = Batch.empty(config.batch_size, obs_shape, obs_dtype)
-      self._batch_tensors = [Tensor(a, device=self.device).contiguous().realize() for a in vars(host).values()]
+      self._online_noise_shapes = [layer.shape for layer in self.online.noisy_layers()]
+      self._noise_shapes = self._online_noise_shapes * 2  # online's, then target's
+      host_noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in self._noise_shapes]
+      staged = [*vars(host).values(), *(a for pair in host_noise for a in pair)]
+      self._inputs = [Tensor(a, device=self.device).contiguous().realize() for a in staged]
+      self._support = Tensor(self.support, device=self.device).realize() if self.support is not None else None
       Tensor.realize(*self._optimizer_state().values())
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
-    self.batch = Batch(*(cpu_view(t) for t in self._batch_tensors)) if self._zero_copy else host
+    self._host = [cpu_view(t) for t in self._inputs] if self._zero_copy else staged
+    n_batch = len(vars(host))
+    self.batch = Batch(*self._host[:n_batch])
+    self.noise = list(zip(self._host[n_batch::2], self._host[n_batch + 1::2]))
+    self._act_noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in self._online_noise_shapes]
     self._update = TinyJit(self._update_step)
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
-    self._numpy_q = NumpyQ(self.online) if self._zero_copy else None
-    self._jit_q: dict[int, tuple[Tensor, Callable[[Tensor], Tensor]]] = {}
+    self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and isinstance(self.online.torso, MLPTorso) \
+        else None
+    self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
+    self.last_priorities: Tensor | None = None  # per-sample loss of the latest step, for prioritized replay
 
   # ---- learning ----
-  def _update_step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor,
-                   terminated: Tensor) -> Tensor:
+  def _update_step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, discounts: Tensor,
+                   weights: Tensor, *noise: Tensor) -> tuple[Tensor, Tensor]:
     cfg = self.config
+    pairs = list(zip(noise[0::2], noise[1::2]))
+    online_noise, target_noise = (pairs[:len(pairs) // 2], pairs[len(pairs) // 2:]) if pairs else (None, None)
     with Context(TRAINING=1):
       self.optimizer.zero_grad()
-      q_taken = (self.online(obs) * actions.one_hot(self.n_actions)).sum(axis=1)
-      next_q_online = self.online(next_obs) if cfg.double_q else None
-      y = td_target(rewards, terminated, self.target(next_obs), cfg.gamma, next_q_online)
-      loss = td_loss(q_taken, y, cfg.loss)
+      taken = actions.one_hot(self.n_actions)
+      out, next_target = self.online(obs, online_noise), self.target(next_obs, target_noise)
+      next_online = self.online(next_obs, online_noise) if cfg.double_q else None
+      if self.support is None:
+        q_taken = (out * taken).sum(axis=1)
+        per_sample = td_errors(q_taken, td_target(rewards, discounts, next_target, next_online), cfg.loss)
+      else:  # C51: cross-entropy between the projected target distribution and Q(φ_j, a_j)'s
+        support = self._support
+        log_p = (out.log_softmax(axis=2) * taken.unsqueeze(2)).sum(axis=1)
+        q_taken = (log_p.exp() * support).sum(axis=1)
+        next_probs = next_target.softmax(axis=2)
+        chooser = (next_online.softmax(axis=2) if next_online is not None else next_probs) * support
+        best = chooser.sum(axis=2).argmax(axis=1).one_hot(self.n_actions).unsqueeze(2)
+        target_probs = categorical_projection(rewards, discounts, (next_probs * best).sum(axis=1), cfg.v_min, cfg.v_max)
+        per_sample = -(target_probs * log_p).sum(axis=1)
+      loss = (weights * per_sample).mean()
       loss.backward()
       if cfg.max_grad_norm > 0: self._clip_grad_norm(cfg.max_grad_norm)
       # One schedule for the statistics and the step: realized later, they would read the updated weights.
-      stats = Tensor.stack(loss, q_taken.mean())
-      Tensor.realize(stats, *self.optimizer.schedule_step())
-    return stats
+      stats, priorities = Tensor.stack(loss, q_taken.mean()), per_sample.detach()
+      Tensor.realize(stats, priorities, *self.optimizer.schedule_step())
+    return stats, priorities
 
   def _clip_grad_norm(self, max_norm: float) -> None:
     params = self.optimizer.params
@@ -108,13 +157,15 @@ class DQNAgent:
     scale = (max_norm / (norm + 1e-6)).minimum(1.0)
     for p in params: p.grad = p.grad * scale
 
-  def update(self) -> Tensor:
-    """One gradient step on the minibatch in `self.batch`. Returns a device tensor [loss, mean Q(φ, a)];
-    read it only when logging (reading it waits for the device)."""
+  def update(self, rng: np.random.Generator | None = None) -> Tensor:
+    """One gradient step on the minibatch in `self.batch` (with noisy nets, fresh noise from `rng` first).
+    Returns a device tensor [loss, mean Q(φ, a)]; read it only when logging (reading waits for the device).
+    `self.last_priorities` then holds each sample's loss (|TD error|-like), for prioritized replay."""
+    if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     if not self._zero_copy:
-      for t, a in zip(self._batch_tensors, vars(self.batch).values()): t.assign(Tensor(a, device=self.device))
-      Tensor.realize(*self._batch_tensors)
-    stats = self._update(*self._batch_tensors)
+      for t, a in zip(self._inputs, self._host): t.assign(Tensor(a, device=self.device))
+      Tensor.realize(*self._inputs)
+    stats, self.last_priorities = self._update(*self._inputs)
     self._settle()
     return stats
 
@@ -138,21 +189,32 @@ class DQNAgent:
     self._settle()
 
   # ---- acting ----
-  def q_values(self, obs: np.ndarray) -> np.ndarray:
-    """Q(φ, ·) for a batch of observations, as numpy."""
-    if self._numpy_q is not None: return self._numpy_q(obs)
-    n = obs.shape[0]
-    if n not in self._jit_q:
-      staged = Tensor(np.zeros_like(obs), device=self.device).contiguous().realize()
-      self._jit_q[n] = (staged, TinyJit(lambda x: self.online(x).realize()))
-    staged, forward = self._jit_q[n]
-    staged.assign(Tensor(obs, device=self.device)).realize()
-    return forward(staged).numpy()
+  def q_values(self, obs: np.ndarray, noise: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """Q(φ, ·) for a batch of observations, as numpy (expected returns with C51). Noisy nets use their mean
+    weights unless `noise` is given."""
+    if self._numpy_q is not None: return self._numpy_q(obs, noise)
+    key = (obs.shape[0], noise is not None)
+    if key not in self._jit_q:
+      arrays = [np.zeros_like(obs), *(a for pair in (noise or []) for a in pair)]
+      staged = [Tensor(a, device=self.device).contiguous().realize() for a in arrays]
+      def forward(x: Tensor, *flat: Tensor) -> Tensor:
+        out = self.online(x, list(zip(flat[0::2], flat[1::2])) if flat else None)
+        if self.support is not None: out = (out.softmax(axis=2) * self._support).sum(axis=2)
+        return out.realize()
+      self._jit_q[key] = (staged, TinyJit(forward))
+    staged, forward = self._jit_q[key]
+    for t, a in zip(staged, [obs, *(a for pair in (noise or []) for a in pair)]): t.assign(Tensor(a, device=self.device))
+    Tensor.realize(*staged)
+    return forward(*staged).numpy()
 
   def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """ε-greedy for a batch of observations (one per env): each action is random with probability ε,
-    otherwise argmax_a Q(φ, a; θ)."""
-    actions = self.q_values(obs).argmax(axis=1)
+    otherwise argmax_a Q(φ, a; θ). Noisy nets act greedily on freshly drawn noisy weights."""
+    noise = None
+    if self._act_noise:
+      factorized_noise(rng, self._online_noise_shapes, self._act_noise)
+      noise = self._act_noise
+    actions = self.q_values(obs, noise).argmax(axis=1)
     explore = rng.random(len(actions)) < epsilon
     if explore.any(): actions[explore] = rng.integers(self.n_actions, size=int(explore.sum()))
     return actions

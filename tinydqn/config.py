@@ -56,6 +56,23 @@ class Config:
   loss: str = _doc("TD loss: 'mse' (equation 3 of the paper) or 'huber' (Nature DQN's clipped error).",
                    default="huber")
   optimizer: str = _doc("'adam' or 'rmsprop' (Nature DQN: decay 0.95, eps 0.01).", default="adam")
+  # Rainbow components (Hessel et al. 2018), each a switch
+  n_step: int = _doc("Multi-step returns: sum this many discounted rewards before bootstrapping with gamma^n.",
+                     default=1)
+  prioritized: bool = _doc("Prioritized replay (Schaul et al. 2016): sample in proportion to |TD error|^alpha.",
+                           default=False)
+  alpha: float = _doc("Prioritized replay: how much priorities count (0 is uniform).", default=0.5)
+  beta: float = _doc("Prioritized replay: importance-sampling exponent at the start, annealed to 1 by the end.",
+                     default=0.4)
+  priority_eps: float = _doc("Prioritized replay: added to |TD error| so no transition has priority 0.",
+                             default=1e-6)
+  noisy: bool = _doc("Noisy nets (Fortunato et al. 2018): factorised Gaussian dense layers, sigma0 0.5; "
+                     "exploration comes from the noise, so epsilon is 0.", default=False)
+  distributional: bool = _doc("C51 (Bellemare et al. 2017): a categorical return distribution over atoms, "
+                              "cross-entropy loss (the 'loss' field is then unused).", default=False)
+  atoms: int = _doc("C51: number of atoms of the support.", default=51)
+  v_min: float = _doc("C51: smallest return of the support.", default=-10.0)
+  v_max: float = _doc("C51: largest return of the support.", default=10.0)
   # Evaluation
   eval_freq: int = _doc("Greedy evaluation every this many environment steps (0 disables).", default=10_000)
   eval_episodes: int = _doc("Episodes per greedy evaluation.", default=10)
@@ -70,7 +87,7 @@ class Config:
   def __post_init__(self) -> None:
     self._check_types()
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
-                 "target_update_interval", "eval_episodes", "keep_checkpoints"):
+                 "target_update_interval", "eval_episodes", "keep_checkpoints", "n_step"):
       if getattr(self, name) < 1: _invalid(f"{name} must be >= 1, got {getattr(self, name)}")
     for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm", "checkpoint_freq"):
       if getattr(self, name) < 0: _invalid(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -94,6 +111,11 @@ class Config:
       _invalid(f"learning_rate_schedule must be 'constant' or 'linear', got {self.learning_rate_schedule!r}")
     if self.optimizer not in ("adam", "rmsprop"):
       _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+    if not 0.0 <= self.alpha <= 1.0: _invalid(f"alpha must be in [0, 1], got {self.alpha}")
+    if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
+    if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")
+    if self.atoms < 2: _invalid(f"atoms must be >= 2, got {self.atoms}")
+    if not self.v_min < self.v_max: _invalid(f"v_min ({self.v_min}) must be < v_max ({self.v_max})")
 
   def _check_types(self) -> None:
     """Each value has its field's type (ints are fine for floats; JSON lists for net_arch); floats are finite."""

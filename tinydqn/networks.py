@@ -1,58 +1,170 @@
-"""Q-networks: an MLP over flat observations, with an optional dueling head."""
+"""Q-networks: a torso (MLP here; convolutional ones for pixels) and a head with the Rainbow switches.
+
+The head is one linear output per action (and per atom with C51), optionally dueling, optionally noisy.
+Noise never lives inside the network: callers pass it in, so jitted graphs read it from input buffers and
+numpy's seeded generator draws it (deterministic and resumable like everything else).
+"""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 from tinygrad import Tensor, dtypes, nn
 from tinygrad.dtype import _to_np_dtype
 from tinygrad.nn.state import get_parameters
 
+Noise = Iterator[tuple[Tensor, Tensor]]  # (f(ε_in), f(ε_out)) per noisy layer, in the order the layers run
+
+
+class NoisyLinear:
+  """Factorised Gaussian noisy layer (Fortunato et al. 2018): W = μ_W + σ_W ⊙ f(ε_out)f(ε_in)ᵀ, b = μ_b + σ_b ⊙ f(ε_out),
+  with f(x) = sign(x)·√|x|. μ starts uniform ±1/√fan_in and σ at σ₀/√fan_in. Without noise it is its mean layer."""
+
+  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5):
+    bound = 1.0 / math.sqrt(in_features)
+    self.weight = Tensor.uniform(out_features, in_features, low=-bound, high=bound)
+    self.bias = Tensor.uniform(out_features, low=-bound, high=bound)
+    self.weight_sigma = Tensor.full((out_features, in_features), sigma0 * bound).contiguous()
+    self.bias_sigma = Tensor.full((out_features,), sigma0 * bound).contiguous()
+    self.shape = (in_features, out_features)
+
+  def __call__(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    y = x.linear(self.weight.T, self.bias)
+    if noise is None: return y
+    f_in, f_out = noise  # (x ⊙ f_in) σ_Wᵀ ⊙ f_out equals x (σ_W ⊙ f_out f_inᵀ)ᵀ without building the outer product
+    return y + ((x * f_in) @ self.weight_sigma.T + self.bias_sigma) * f_out
+
+
+def dense(in_features: int, out_features: int, noisy: bool) -> nn.Linear | NoisyLinear:
+  return NoisyLinear(in_features, out_features) if noisy else nn.Linear(in_features, out_features)
+
+
+def apply_dense(layer: nn.Linear | NoisyLinear, x: Tensor, noise: Noise | None) -> Tensor:
+  """A dense layer; a noisy one takes the next noise pair (none: its mean weights)."""
+  if isinstance(layer, NoisyLinear): return layer(x, next(noise) if noise is not None else None)
+  return layer(x)
+
+
+class Torso(Protocol):
+  """Turns a batch of observations into `features` values each. Dense layers in it may be noisy; they must be
+  attributes defined in the order the forward pass runs them (that order hands out the noise)."""
+  features: int
+  def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor: ...
+
+
+class MLPTorso:
+  """Hidden ReLU layers from `net_arch` over the flattened observation."""
+
+  def __init__(self, obs_dim: int, net_arch: Sequence[int], noisy: bool = False):
+    sizes = [obs_dim, *net_arch]
+    self.hidden = [dense(i, o, noisy) for i, o in zip(sizes[:-1], sizes[1:])]
+    self.features = sizes[-1]
+
+  def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
+    x = obs.cast(dtypes.float32).flatten(1)
+    for layer in self.hidden: x = apply_dense(layer, x, noise).relu()
+    return x
+
+
+def build_torso(config, obs_shape: tuple[int, ...]) -> Torso:
+  """The torso `config` asks for, for observations of `obs_shape`."""
+  return MLPTorso(int(np.prod(obs_shape)), config.net_arch, config.noisy)
+
 
 class QNetwork:
-  """MLP Q(φ, ·): hidden ReLU layers from `net_arch`, then one output per action.
+  """Q(φ, ·) from a torso and a head: one output per action, or with `atoms` > 1 a categorical distribution
+  over `atoms` return values per action (C51, Bellemare et al. 2017: the network returns its logits).
 
-  With `dueling`, the last hidden layer feeds a value stream V and an advantage stream A, combined as
-  Q = V + A − mean(A) (Wang et al. 2016). Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in.
+  With `dueling`, a value stream V and an advantage stream A share the torso, combined as
+  Q = V + A − mean(A) (Wang et al. 2016; for C51 per atom, on the logits). With `noisy`, every dense layer is
+  a NoisyLinear. Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in.
   """
 
-  def __init__(self, obs_dim: int, n_actions: int, net_arch: Sequence[int], dueling: bool = False):
-    sizes = [obs_dim, *net_arch]
-    self.hidden = [nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:])]
-    self.advantage = nn.Linear(sizes[-1], n_actions)
-    self.value = nn.Linear(sizes[-1], 1) if dueling else None
+  def __init__(self, torso: Torso, n_actions: int, dueling: bool = False, atoms: int = 1, noisy: bool = False):
+    self.torso, self.n_actions, self.atoms = torso, n_actions, atoms
+    self.advantage = dense(torso.features, n_actions * atoms, noisy)
+    self.value = dense(torso.features, atoms, noisy) if dueling else None
 
-  def __call__(self, obs: Tensor) -> Tensor:
-    x = obs.cast(dtypes.float32).flatten(1)
-    for layer in self.hidden: x = layer(x).relu()
-    if self.value is None: return self.advantage(x)
-    adv = self.advantage(x)
-    return self.value(x) + adv - adv.mean(axis=1, keepdim=True)
+  def __call__(self, obs: Tensor, noise: Sequence[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+    """[batch, actions] Q-values, or [batch, actions, atoms] logits with C51. No noise: the mean weights."""
+    it = iter(noise) if noise is not None else None
+    x = self.torso(obs, it)
+    adv = apply_dense(self.advantage, x, it)
+    if self.atoms > 1: adv = adv.reshape(-1, self.n_actions, self.atoms)
+    if self.value is None: return adv
+    value = apply_dense(self.value, x, it)
+    if self.atoms > 1: value = value.reshape(-1, 1, self.atoms)
+    return value + adv - adv.mean(axis=1, keepdim=True)
+
+  def noisy_layers(self) -> list[NoisyLinear]:
+    """The noisy layers in the order they consume noise (torsos define their layers in forward order)."""
+    return list(_find_noisy(self))
 
   def parameters(self) -> list[Tensor]:
     return get_parameters(self)
 
 
+def _find_noisy(obj) -> Iterator[NoisyLinear]:
+  if isinstance(obj, NoisyLinear): yield obj
+  elif isinstance(obj, (list, tuple)):
+    for item in obj: yield from _find_noisy(item)
+  elif hasattr(obj, "__dict__") and not isinstance(obj, Tensor):
+    for item in vars(obj).values(): yield from _find_noisy(item)
+
+
+def factorized_noise(rng: np.random.Generator, shapes: Sequence[tuple[int, int]],
+                     out: list[tuple[np.ndarray, np.ndarray]]) -> None:
+  """Draws fresh f(ε_in), f(ε_out) for each noisy layer into `out`, in place (f(x) = sign(x)√|x|)."""
+  for (n_in, n_out), (f_in, f_out) in zip(shapes, out):
+    for arr, n in ((f_in, n_in), (f_out, n_out)):
+      eps = rng.standard_normal(n, dtype=np.float32)
+      np.multiply(np.sign(eps), np.sqrt(np.abs(eps)), out=arr)
+
+
+def q_from_logits(logits: np.ndarray, support: np.ndarray) -> np.ndarray:
+  """Expected return Σ_i p_i z_i of categorical logits [batch, actions, atoms]."""
+  p = np.exp(logits - logits.max(axis=2, keepdims=True))
+  return (p * support).sum(axis=2) / p.sum(axis=2)
+
+
 class NumpyQ:
-  """The same forward pass in numpy, reading the network's weights through zero-copy views of its CPU buffers.
+  """The same forward pass in numpy, reading an MLP network's weights through zero-copy views of its CPU buffers.
 
   The views follow every in-place update (optimizer steps, target syncs, checkpoint loads), so acting
   costs a few microseconds instead of a jitted tinygrad call. CPU only: other devices have no such views.
   """
 
-  def __init__(self, net: QNetwork):
-    def views(layer: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
-      return cpu_view(layer.weight).T, cpu_view(layer.bias)
-    self.hidden = [views(layer) for layer in net.hidden]
+  def __init__(self, net: QNetwork, support: np.ndarray | None = None):
+    assert isinstance(net.torso, MLPTorso), "numpy acting mirrors the MLP torso only"
+    def views(layer):
+      sigma = (cpu_view(layer.weight_sigma).T, cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
+      return cpu_view(layer.weight).T, cpu_view(layer.bias), sigma
+    self.hidden = [views(layer) for layer in net.torso.hidden]
     self.advantage = views(net.advantage)
     self.value = views(net.value) if net.value is not None else None
+    self.n_actions, self.atoms, self.support = net.n_actions, net.atoms, support
 
-  def __call__(self, obs: np.ndarray) -> np.ndarray:
+  @staticmethod
+  def _dense(layer, x: np.ndarray, noise: Iterator | None) -> np.ndarray:
+    w, b, sigma = layer
+    y = x @ w + b
+    if sigma is None or noise is None: return y
+    f_in, f_out = next(noise)
+    return y + ((x * f_in) @ sigma[0] + sigma[1]) * f_out
+
+  def __call__(self, obs: np.ndarray, noise: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """Q-values [batch, actions] (expected returns with C51)."""
+    it = iter(noise) if noise is not None else None
     x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
-    for w, b in self.hidden: x = np.maximum(x @ w + b, 0.0)
-    adv = x @ self.advantage[0] + self.advantage[1]
-    if self.value is None: return adv
-    return x @ self.value[0] + self.value[1] + adv - adv.mean(axis=1, keepdims=True)
+    for layer in self.hidden: x = np.maximum(self._dense(layer, x, it), 0.0)
+    adv = self._dense(self.advantage, x, it)
+    if self.atoms > 1: adv = adv.reshape(-1, self.n_actions, self.atoms)
+    if self.value is not None:
+      value = self._dense(self.value, x, it)
+      if self.atoms > 1: value = value.reshape(-1, 1, self.atoms)
+      adv = value + adv - adv.mean(axis=1, keepdims=True)
+    return q_from_logits(adv, self.support) if self.atoms > 1 else adv
 
 
 def cpu_view(t: Tensor) -> np.ndarray:

@@ -51,7 +51,9 @@ class LoopState:
 
 def linear_epsilon(config: Config, step: int) -> float:
   """ε falls linearly from exploration_initial_eps to exploration_final_eps over the first
-  exploration_fraction of total_timesteps, then stays there (SB3's schedule)."""
+  exploration_fraction of total_timesteps, then stays there (SB3's schedule). Noisy nets explore through their
+  noise instead: ε is 0."""
+  if config.noisy: return 0.0
   span = config.exploration_fraction * config.total_timesteps
   progress = min(1.0, step / span) if span > 0 else 1.0
   return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
@@ -61,6 +63,11 @@ def learning_rate_at(config: Config, step: int) -> float:
   """The step size after `step` environment steps: constant, or falling linearly to 0 at the end."""
   if config.learning_rate_schedule == "constant": return config.learning_rate
   return config.learning_rate * (1.0 - step / config.total_timesteps)
+
+
+def beta_at(config: Config, step: int) -> float:
+  """Prioritized replay's importance-sampling exponent: from `beta` at the start linearly to 1 at the end."""
+  return config.beta + (1.0 - config.beta) * min(1.0, step / config.total_timesteps)
 
 
 def crossings(interval: int, before: int, after: int) -> int:
@@ -101,7 +108,8 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
   Tensor.manual_seed(config.seed)
   rng = np.random.default_rng(config.seed)
   # Initialize replay memory D to capacity N; initialize Q with random weights (and Q̂ as its copy).
-  memory = ReplayBuffer(min(config.buffer_size, config.total_timesteps), obs_shape, obs_dtype)
+  memory = ReplayBuffer(min(config.buffer_size, config.total_timesteps), obs_shape, obs_dtype, config.num_envs,
+                        config.n_step, config.gamma, config.prioritized, config.alpha, config.priority_eps)
   agent = DQNAgent(config, obs_shape, obs_dtype, n_actions, device)
   if snapshot is None:
     envs = make_vector_env(config.env_id, config.num_envs)
@@ -185,8 +193,9 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
       if state.step > config.learning_starts and (rounds := crossings(config.train_freq, before, state.step)):
         if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, state.step))
         for _ in range(rounds * config.gradient_steps):
-          memory.sample_into(agent.batch, rng)
-          pending = agent.update()
+          drawn = memory.sample_into(agent.batch, rng, beta_at(config, state.step))
+          pending = agent.update(rng)
+          if config.prioritized: memory.update_priorities(drawn, agent.last_priorities.numpy())
       # Every C steps, Q̂ ← Q (or Polyak averaging with τ < 1).
       for _ in range(crossings(config.target_update_interval, before, state.step)): agent.sync_target()
       if config.eval_freq and crossings(config.eval_freq, before, state.step): last_eval = (state.step, run_eval())
