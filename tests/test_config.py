@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names
+from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names, presets_for
 from tinydqn.errors import UserError
 
 
@@ -15,8 +15,16 @@ def test_every_field_is_documented():
 def test_presets_are_valid_configs(name):
   values = load_preset(name)
   config = make_config(preset=name)
-  assert config.env_id == values["env_id"] and preset_for_env(config.env_id) == name
+  if "env_id" in values: assert config.env_id == values["env_id"] and preset_for_env(config.env_id) == name
   for key, value in values.items(): assert getattr(config, key) == value
+
+
+def test_a_modifier_preset_goes_on_top_of_the_env_preset():
+  config = make_config("CartPole-v1", "rainbow", seed=3)
+  cartpole, rainbow = load_preset("cartpole"), load_preset("rainbow")
+  assert "env_id" not in rainbow and presets_for("CartPole-v1", "rainbow") == ["cartpole", "rainbow"]
+  for key, value in {**cartpole, **rainbow, "seed": 3}.items(): assert getattr(config, key) == value
+  assert make_config("CartPole-v0", "rainbow") == Config(env_id="CartPole-v0").replace(**rainbow)
 
 
 def test_precedence_defaults_then_preset_then_overrides():

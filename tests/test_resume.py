@@ -193,3 +193,23 @@ def test_tinygrad_rng_state_round_trips():
   Tensor.rand(7).realize()
   restore_tinygrad_rng(saved)
   np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)
+
+
+def test_rainbow_components_resume_identically(tmp_path, monkeypatch):
+  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs)."""
+  import tinydqn.train as training
+  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, distributional=True, dueling=True, double_q=True,
+                          atoms=11, v_min=0.0, v_max=100.0, num_envs=2, total_timesteps=2000)
+  reference_run = train(config, tmp_path / "ref", progress=False).run_dir
+  original, written = training.save_snapshot, []
+  class Crash(Exception): pass
+  def crash_after_second(*args, **kwargs):
+    written.append(original(*args, **kwargs))
+    if len(written) == 2: raise Crash
+    return written[-1]
+  monkeypatch.setattr(training, "save_snapshot", crash_after_second)
+  with pytest.raises(Crash): train(config, tmp_path / "run", progress=False)
+  monkeypatch.undo()
+  assert written[-1].name == "step_000000000800"
+  resume(tmp_path / "run", progress=False)
+  assert_same_run(reference_run, tmp_path / "run")

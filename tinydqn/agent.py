@@ -118,7 +118,7 @@ class DQNAgent:
     self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and isinstance(self.online.torso, MLPTorso) \
         else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
-    self.last_priorities: Tensor | None = None  # per-sample loss of the latest step, for prioritized replay
+    self.last_priorities: np.ndarray | None = None  # per-sample loss of the latest step, for prioritized replay
 
   # ---- learning ----
   def _update_step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, discounts: Tensor,
@@ -160,13 +160,15 @@ class DQNAgent:
   def update(self, rng: np.random.Generator | None = None) -> Tensor:
     """One gradient step on the minibatch in `self.batch` (with noisy nets, fresh noise from `rng` first).
     Returns a device tensor [loss, mean Q(φ, a)]; read it only when logging (reading waits for the device).
-    `self.last_priorities` then holds each sample's loss (|TD error|-like), for prioritized replay."""
+    `self.last_priorities` then holds each sample's loss (|TD error|-like) for prioritized replay: with host
+    views a view of the jit's output buffer, valid until the next step."""
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     if not self._zero_copy:
       for t, a in zip(self._inputs, self._host): t.assign(Tensor(a, device=self.device))
       Tensor.realize(*self._inputs)
-    stats, self.last_priorities = self._update(*self._inputs)
+    stats, priorities = self._update(*self._inputs)
     self._settle()
+    self.last_priorities = cpu_view(priorities) if self._zero_copy else priorities.numpy()
     return stats
 
   def _settle(self) -> None:

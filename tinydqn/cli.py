@@ -9,7 +9,7 @@ import sys
 import typing
 from typing import NoReturn, Sequence
 
-from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names
+from tinydqn.config import Config, load_preset, make_config, preset_names, presets_for
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 
 POSITIONAL_FIELDS = {"env_id"}
@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
   config = make_config(args.env_id or "CartPole-v1", args.preset, **overrides)
   device = _check_device(args.device)
   from tinydqn.train import train  # imported late: tinygrad start-up is not needed for --help or bad flags
-  preset = args.preset or preset_for_env(config.env_id)
+  preset = " + ".join(presets_for(config.env_id, args.preset))
   print(f"tinydqn: training DQN on {config.env_id} (preset: {preset or 'none'}, seed {config.seed}, "
         f"{config.total_timesteps} steps)", file=sys.stderr)
   return _report(train(config, run_dir=args.run_dir, force=args.force, progress=not args.quiet, device=device))
@@ -146,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(_: argparse.Namespace) -> int:
-  for name in preset_names(): print(f"{name:14s} {load_preset(name).get('env_id', '')}")
+  for name in preset_names(): print(f"{name:14s} {load_preset(name).get('env_id', '(modifier: on top of the env preset)')}")
   return 0
 
 

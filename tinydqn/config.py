@@ -160,7 +160,7 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-  """The field values a preset sets (its env_id included)."""
+  """The field values a preset sets (its env_id included, unless it is a modifier)."""
   if name not in preset_names():
     close = difflib.get_close_matches(name, preset_names(), n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(preset_names())}"
@@ -175,9 +175,18 @@ def preset_for_env(env_id: str) -> str | None:
   return next((n for n in preset_names() if load_preset(n).get("env_id") == env_id), None)
 
 
+def presets_for(env_id: str | None, preset: str | None) -> list[str]:
+  """The presets applied, in order. A preset without an env_id (e.g. 'rainbow') is a modifier: it switches
+  algorithm components on top of the environment's own preset, which keeps its scale-dependent values."""
+  base = preset_for_env(env_id) if env_id is not None else None
+  if preset is None: return [base] if base else []
+  if "env_id" in load_preset(preset) or base is None or base == preset: return [preset]
+  return [base, preset]
+
+
 def make_config(env_id: str | None = None, preset: str | None = None, **overrides: Any) -> Config:
-  """Defaults, then the preset (named, or the one for env_id), then the overrides, then validation."""
-  if preset is None and env_id is not None: preset = preset_for_env(env_id)
-  values = load_preset(preset) if preset else {}
+  """Defaults, then the preset(s) (see `presets_for`), then the overrides, then validation."""
+  values: dict[str, Any] = {}
+  for name in presets_for(env_id, preset): values.update(load_preset(name))
   if env_id is not None: values["env_id"] = env_id
   return Config().replace(**{**values, **overrides})

@@ -195,7 +195,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
         for _ in range(rounds * config.gradient_steps):
           drawn = memory.sample_into(agent.batch, rng, beta_at(config, state.step))
           pending = agent.update(rng)
-          if config.prioritized: memory.update_priorities(drawn, agent.last_priorities.numpy())
+          if config.prioritized: memory.update_priorities(drawn, agent.last_priorities)
       # Every C steps, Q̂ ← Q (or Polyak averaging with τ < 1).
       for _ in range(crossings(config.target_update_interval, before, state.step)): agent.sync_target()
       if config.eval_freq and crossings(config.eval_freq, before, state.step): last_eval = (state.step, run_eval())
