@@ -1,4 +1,4 @@
-"""Command line: `tinydqn train`, `tinydqn eval`, `tinydqn presets`. Config flags are the field names with '-'."""
+"""Command line: `tinydqn train`, `eval`, `presets`, `plot`. Config flags are the field names with '-'."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from typing import NoReturn, Sequence
 
 from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
+from tinydqn.plot import AGGREGATES, METRICS, X_AXES  # numpy only: matplotlib is imported when drawing
 
 POSITIONAL_FIELDS = {"env_id"}
 
@@ -72,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--device", help="tinygrad device [default: tinygrad's]")
 
   sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
+
+  pl = sub.add_parser("plot", help="plot learning curves of runs (needs the plot extra)",
+                      description="Learning curves; runs of the same config (seeds apart) are aggregated into one "
+                                  "curve with a 95%% bootstrap confidence band.")
+  pl.add_argument("runs", nargs="+", metavar="RUN_DIR")
+  pl.add_argument("-o", "--output", default="curves.png", help="image file (.png, .pdf, .svg) [default: curves.png]")
+  pl.add_argument("--metric", choices=list(METRICS), default="eval",
+                  help="eval: greedy evaluation return (eval.csv); train: training episodic return (metrics.csv)")
+  pl.add_argument("--x", choices=list(X_AXES), default="steps", help="x axis: env steps or wall-clock seconds")
+  pl.add_argument("--agg", choices=list(AGGREGATES), default="iqm", help="aggregate over runs [default: iqm]")
+  pl.add_argument("--title")
   parser.commands = sub.choices  # type: ignore[attr-defined]
   return parser
 
@@ -150,10 +162,16 @@ def cmd_presets(_: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+  from tinydqn.plot import plot_runs
+  print(f"wrote {plot_runs(args.runs, args.output, args.metric, args.x, args.agg, args.title)}")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   try:
     args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
-    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}[args.command](args)
+    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets, "plot": cmd_plot}[args.command](args)
   except UserError as e:
     print(f"tinydqn: error: {e}", file=sys.stderr)
     return 2
