@@ -1,4 +1,4 @@
-"""Command line: `tinydqn train`, `eval`, `presets`, `plot`. Config flags are the field names with '-'."""
+"""Command line: `tinydqn train`, `eval`, `presets`, `plot`, `record`. Config flags are the field names with '-'."""
 from __future__ import annotations
 
 import argparse
@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
   pl.add_argument("--x", choices=list(X_AXES), default="steps", help="x axis: env steps or wall-clock seconds")
   pl.add_argument("--agg", choices=list(AGGREGATES), default="iqm", help="aggregate over runs [default: iqm]")
   pl.add_argument("--title")
+
+  rec = sub.add_parser("record", help="record greedy episodes to a video (needs the video extra)",
+                       description="Play greedy episodes with a saved agent and write them to an mp4 or GIF.")
+  rec.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+  rec.add_argument("-o", "--output", default="run.mp4", help="video file, .mp4 or .gif [default: run.mp4]")
+  rec.add_argument("--episodes", type=int, default=1, help="[default: 1]")
+  rec.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
+  rec.add_argument("--fps", type=float, default=None, help="[default: the env's render_fps]")
+  rec.add_argument("--device", help="tinygrad device [default: tinygrad's]")
   parser.commands = sub.choices  # type: ignore[attr-defined]
   return parser
 
@@ -136,14 +145,19 @@ def _report(result) -> int:
   return 0
 
 
+def _load_agent(path: str, device: str | None):
+  """The checkpoint at `path` (a run directory or checkpoint file) and an agent holding its weights."""
+  from tinydqn.checkpoint import load_checkpoint
+  ckpt = load_checkpoint(path)
+  return ckpt, ckpt.make_agent(_check_device(device))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
   if args.episodes is not None and args.episodes < 1: raise UserError(f"--episodes must be >= 1, got {args.episodes}")
   if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
-  from tinydqn.checkpoint import load_checkpoint
   from tinydqn.envs import make_env
   from tinydqn.evaluate import evaluate
-  ckpt = load_checkpoint(args.path)
-  agent = ckpt.make_agent(_check_device(args.device))
+  ckpt, agent = _load_agent(args.path, args.device)
   episodes = args.episodes or ckpt.config.eval_episodes
   seed = ckpt.config.eval_seed if args.seed is None else args.seed
   env = make_env(ckpt.config.env_id)
@@ -168,10 +182,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+  if args.episodes < 1: raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+  if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
+  if args.fps is not None and not args.fps > 0: raise UserError(f"--fps must be > 0, got {args.fps}")
+  from tinydqn.record import record
+  ckpt, agent = _load_agent(args.path, args.device)
+  seed = ckpt.config.eval_seed if args.seed is None else args.seed
+  result, frames = record(agent, ckpt.config.env_id, args.output, args.episodes, seed, args.fps)
+  print(f"wrote {args.output}: {frames} frames, {args.episodes} greedy episode(s) of {ckpt.config.env_id} "
+        f"(checkpoint step {ckpt.step}), returns {', '.join(f'{r:g}' for r in result.returns)}")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   try:
     args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
-    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets, "plot": cmd_plot}[args.command](args)
+    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets, "plot": cmd_plot, "record": cmd_record}[args.command](args)
   except UserError as e:
     print(f"tinydqn: error: {e}", file=sys.stderr)
     return 2
