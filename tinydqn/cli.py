@@ -1,4 +1,5 @@
-"""Command line: `tinydqn train`, `eval`, `presets`, `plot`, `record`. Config flags are the field names with '-'."""
+"""Command line: `tinydqn train`, `eval`, `presets`, `plot`, `record`, `sweep`. Config flags are the field names
+with '-'."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,9 @@ import dataclasses
 import difflib
 import json
 import sys
+import tomllib
 import typing
+from pathlib import Path
 from typing import NoReturn, Sequence
 
 from tinydqn.config import Config, load_preset, make_config, preset_for_env, preset_names
@@ -93,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
   rec.add_argument("--fps", type=float, default=None, help="[default: the env's render_fps]")
   rec.add_argument("--device", help="tinygrad device [default: tinygrad's]")
+
+  sw = sub.add_parser("sweep", help="run seeds and a grid of configs as Ray tasks (needs the ray extra)",
+                      description="Run every (grid combination, seed) as a Ray task; run it again to skip finished "
+                                  "trials and resume interrupted ones. Results: OUT/results.md, results.csv, curves.png.")
+  sw.add_argument("spec", nargs="?", metavar="SPEC.toml", help="env_id, preset, seeds, [config] and [grid] tables")
+  sw.add_argument("--seeds", help="e.g. 0-9 or 0,3,7 (replaces the spec's)")
+  sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2", help="values to sweep (repeatable)")
+  sw.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a fixed config value (repeatable)")
+  sw.add_argument("--out", help="output folder [default: sweeps/SPEC_NAME]")
+  sw.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto) [default: start a local one]")
+  sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="[default: 1]")
+  sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="[default: 0]")
+  sw.add_argument("--device", default="CPU", help="tinygrad device of every trial [default: CPU]")
   parser.commands = sub.choices  # type: ignore[attr-defined]
   return parser
 
@@ -195,10 +211,49 @@ def cmd_record(args: argparse.Namespace) -> int:
   return 0
 
 
+def _toml_value(text: str):
+  """A flag's value read as TOML (numbers, true/false, [64, 64]), else as a plain string."""
+  try: return tomllib.loads(f"v = {text}")["v"]
+  except tomllib.TOMLDecodeError: return text
+
+
+def _assignment(text: str, flag: str) -> tuple[str, str]:
+  name, eq, value = text.partition("=")
+  if not eq or not name: raise UserError(f"{flag} expects FIELD=VALUE, got {text!r}")
+  return name.strip().replace("-", "_"), value.strip()
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+  from tinydqn.sweep import load_spec, make_trials, run_sweep
+  spec = load_spec(args.spec) if args.spec else {}
+  if args.seeds is not None: spec["seeds"] = args.seeds
+  for text in args.set:
+    name, value = _assignment(text, "--set")
+    spec.setdefault("config", {})[name] = _toml_value(value)
+  for text in args.grid:
+    name, values = _assignment(text, "--grid")
+    spec.setdefault("grid", {})[name] = [_toml_value(v) for v in _split_top_level(values)]
+  if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0: raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0")
+  trials = make_trials(spec)
+  out = args.out or f"sweeps/{Path(args.spec).stem if args.spec else 'sweep'}"
+  rows = run_sweep(trials, out, args.address, args.cpus_per_trial, args.gpus_per_trial, args.device)
+  return 0 if all(r["status"] == "done" for r in rows) else 1
+
+
+def _split_top_level(text: str) -> list[str]:
+  """Splits on commas outside brackets: "[64,64],[128]" -> ["[64,64]", "[128]"]."""
+  parts, depth, current = [], 0, ""
+  for ch in text:
+    depth += (ch == "[") - (ch == "]")
+    if ch == "," and depth == 0: parts, current = parts + [current], ""
+    else: current += ch
+  return [p for p in parts + [current] if p]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   try:
     args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
-    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets, "plot": cmd_plot, "record": cmd_record}[args.command](args)
+    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets, "plot": cmd_plot, "record": cmd_record, "sweep": cmd_sweep}[args.command](args)
   except UserError as e:
     print(f"tinydqn: error: {e}", file=sys.stderr)
     return 2
