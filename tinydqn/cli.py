@@ -1,4 +1,5 @@
-"""Command line: `tinydqn train`, `tinydqn eval`, `tinydqn presets`. Config flags are the field names with '-'."""
+"""Command line: `tinydqn train`, `eval`, `presets`, `plot`, `record`, `sweep`. Config flags are the field names
+with '-'."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +7,14 @@ import dataclasses
 import difflib
 import json
 import sys
+import tomllib
 import typing
+from pathlib import Path
 from typing import NoReturn, Sequence
 
 from tinydqn.config import Config, load_preset, make_config, preset_names, presets_for
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
+from tinydqn.plot import AGGREGATES, METRICS, X_AXES  # numpy only: matplotlib is imported when drawing
 
 POSITIONAL_FIELDS = {"env_id"}
 
@@ -72,6 +76,39 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--device", help="tinygrad device [default: tinygrad's]")
 
   sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
+
+  pl = sub.add_parser("plot", help="plot learning curves of runs (needs the plot extra)",
+                      description="Learning curves; runs of the same config (seeds apart) are aggregated into one "
+                                  "curve with a 95%% bootstrap confidence band.")
+  pl.add_argument("runs", nargs="+", metavar="RUN_DIR")
+  pl.add_argument("-o", "--output", default="curves.png", help="image file (.png, .pdf, .svg) [default: curves.png]")
+  pl.add_argument("--metric", choices=list(METRICS), default="eval",
+                  help="eval: greedy evaluation return (eval.csv); train: training episodic return (metrics.csv)")
+  pl.add_argument("--x", choices=list(X_AXES), default="steps", help="x axis: env steps or wall-clock seconds")
+  pl.add_argument("--agg", choices=list(AGGREGATES), default="iqm", help="aggregate over runs [default: iqm]")
+  pl.add_argument("--title")
+
+  rec = sub.add_parser("record", help="record greedy episodes to a video (needs the video extra)",
+                       description="Play greedy episodes with a saved agent and write them to an mp4 or GIF.")
+  rec.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+  rec.add_argument("-o", "--output", default="run.mp4", help="video file, .mp4 or .gif [default: run.mp4]")
+  rec.add_argument("--episodes", type=int, default=1, help="[default: 1]")
+  rec.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
+  rec.add_argument("--fps", type=float, default=None, help="[default: the env's render_fps]")
+  rec.add_argument("--device", help="tinygrad device [default: tinygrad's]")
+
+  sw = sub.add_parser("sweep", help="run seeds and a grid of configs as Ray tasks (needs the ray extra)",
+                      description="Run every (grid combination, seed) as a Ray task; run it again to skip finished "
+                                  "trials and resume interrupted ones. Results: OUT/results.md, results.csv, curves.png.")
+  sw.add_argument("spec", nargs="?", metavar="SPEC.toml", help="env_id, preset, seeds, [config] and [grid] tables")
+  sw.add_argument("--seeds", help="e.g. 0-9 or 0,3,7 (replaces the spec's)")
+  sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2", help="values to sweep (repeatable)")
+  sw.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a fixed config value (repeatable)")
+  sw.add_argument("--out", help="output folder [default: sweeps/SPEC_NAME]")
+  sw.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto) [default: start a local one]")
+  sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="[default: 1]")
+  sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="[default: 0]")
+  sw.add_argument("--device", default="CPU", help="tinygrad device of every trial [default: CPU]")
   parser.commands = sub.choices  # type: ignore[attr-defined]
   return parser
 
@@ -124,14 +161,19 @@ def _report(result) -> int:
   return 0
 
 
+def _load_agent(path: str, device: str | None):
+  """The checkpoint at `path` (a run directory or checkpoint file) and an agent holding its weights."""
+  from tinydqn.checkpoint import load_checkpoint
+  ckpt = load_checkpoint(path)
+  return ckpt, ckpt.make_agent(_check_device(device))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
   if args.episodes is not None and args.episodes < 1: raise UserError(f"--episodes must be >= 1, got {args.episodes}")
   if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
-  from tinydqn.checkpoint import load_checkpoint
   from tinydqn.envs import make_env
   from tinydqn.evaluate import evaluate
-  ckpt = load_checkpoint(args.path)
-  agent = ckpt.make_agent(_check_device(args.device))
+  ckpt, agent = _load_agent(args.path, args.device)
   episodes = args.episodes or ckpt.config.eval_episodes
   seed = ckpt.config.eval_seed if args.seed is None else args.seed
   env = make_env(ckpt.config.env_id)
@@ -150,10 +192,68 @@ def cmd_presets(_: argparse.Namespace) -> int:
   return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+  from tinydqn.plot import plot_runs
+  print(f"wrote {plot_runs(args.runs, args.output, args.metric, args.x, args.agg, args.title)}")
+  return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+  if args.episodes < 1: raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+  if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
+  if args.fps is not None and not args.fps > 0: raise UserError(f"--fps must be > 0, got {args.fps}")
+  from tinydqn.record import record
+  ckpt, agent = _load_agent(args.path, args.device)
+  seed = ckpt.config.eval_seed if args.seed is None else args.seed
+  result, frames = record(agent, ckpt.config.env_id, args.output, args.episodes, seed, args.fps)
+  print(f"wrote {args.output}: {frames} frames, {args.episodes} greedy episode(s) of {ckpt.config.env_id} "
+        f"(checkpoint step {ckpt.step}), returns {', '.join(f'{r:g}' for r in result.returns)}")
+  return 0
+
+
+def _toml_value(text: str):
+  """A flag's value read as TOML (numbers, true/false, [64, 64]), else as a plain string."""
+  try: return tomllib.loads(f"v = {text}")["v"]
+  except tomllib.TOMLDecodeError: return text
+
+
+def _assignment(text: str, flag: str) -> tuple[str, str]:
+  name, eq, value = text.partition("=")
+  if not eq or not name: raise UserError(f"{flag} expects FIELD=VALUE, got {text!r}")
+  return name.strip().replace("-", "_"), value.strip()
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+  from tinydqn.sweep import load_spec, make_trials, run_sweep
+  spec = load_spec(args.spec) if args.spec else {}
+  if args.seeds is not None: spec["seeds"] = args.seeds
+  for text in args.set:
+    name, value = _assignment(text, "--set")
+    spec.setdefault("config", {})[name] = _toml_value(value)
+  for text in args.grid:
+    name, values = _assignment(text, "--grid")
+    spec.setdefault("grid", {})[name] = [_toml_value(v) for v in _split_top_level(values)]
+  if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0: raise UserError("--cpus-per-trial must be > 0, --gpus-per-trial >= 0")
+  trials = make_trials(spec)
+  out = args.out or f"sweeps/{Path(args.spec).stem if args.spec else 'sweep'}"
+  rows = run_sweep(trials, out, args.address, args.cpus_per_trial, args.gpus_per_trial, args.device)
+  return 0 if all(r["status"] == "done" for r in rows) else 1
+
+
+def _split_top_level(text: str) -> list[str]:
+  """Splits on commas outside brackets: "[64,64],[128]" -> ["[64,64]", "[128]"]."""
+  parts, depth, current = [], 0, ""
+  for ch in text:
+    depth += (ch == "[") - (ch == "]")
+    if ch == "," and depth == 0: parts, current = parts + [current], ""
+    else: current += ch
+  return [p for p in parts + [current] if p]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   try:
     args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
-    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}[args.command](args)
+    return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets, "plot": cmd_plot, "record": cmd_record, "sweep": cmd_sweep}[args.command](args)
   except UserError as e:
     print(f"tinydqn: error: {e}", file=sys.stderr)
     return 2

@@ -1,6 +1,8 @@
 """Exceptions the CLI turns into a one-line message and an exit code."""
+import importlib
 import signal
 from pathlib import Path
+from types import ModuleType
 
 
 class UserError(Exception):
@@ -18,3 +20,11 @@ class Interrupted(Exception):
 
 class TrainingDiverged(Exception):
   """The loss became NaN or infinite; the snapshots written before it stay as they were (exit 1)."""
+
+
+def import_extra(module: str, extra: str, feature: str) -> ModuleType:
+  """Imports an optional dependency, or says which pip extra brings it (a UserError: exit 2, one line)."""
+  try:
+    return importlib.import_module(module)
+  except ImportError:
+    raise UserError(f"{feature} needs {module.split('.')[0]}: pip install 'tinydqn[{extra}]'") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -19,10 +19,12 @@ WALL_CLOCK_COLUMNS = {"time_s", "train_time_s", "sps"}
 class CsvLog:
   """Appends rows to a CSV file with a fixed header, flushed per row so a crash loses nothing written."""
 
-  def __init__(self, path: Path, columns: list[str], resume_after_step: int | None = None):
+  def __init__(self, path: Path, columns: list[str], resume_after_step: int | None = None,
+               also: Callable[[dict[str, Any]], None] | None = None):
     """A new file; or, with `resume_after_step`, the existing one cut back to the rows up to that step (rows a
-    crashed run wrote after its last snapshot would otherwise appear twice), then appended to."""
-    self.columns = columns
+    crashed run wrote after its last snapshot would otherwise appear twice), then appended to. Each row written
+    is also handed to `also` (the TensorBoard mirror)."""
+    self.columns, self._also = columns, also
     resuming = resume_after_step is not None and path.exists()
     if resuming:
       with open(path, newline="") as f: rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_after_step]
@@ -39,6 +41,7 @@ class CsvLog:
   def write(self, row: dict[str, Any]) -> None:
     self._writer.writerow({k: _fmt(v) for k, v in row.items()})
     self._file.flush()
+    if self._also is not None: self._also(row)
 
   def close(self) -> None:
     self._file.close()

@@ -33,4 +33,6 @@ def prepare_run_dir(path: Path, force: bool) -> Path:
     for f in ckpt_dir.iterdir():
       if f.is_dir() and (f.name.startswith("step_") or f.name.startswith(".step_")): shutil.rmtree(f)
       elif f.suffix in (".json", ".safetensors", ".tmp"): f.unlink()
+  if (path / "tb").is_dir():  # the old run's TensorBoard events, or both runs' curves would show as one
+    for f in (path / "tb").glob("events.out.tfevents.*"): f.unlink()
   return path

@@ -22,6 +22,7 @@ from tinydqn.evaluate import EvalResult, evaluate
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
 from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
 from tinydqn.snapshot import Snapshot, load_latest_snapshot, restore_tinygrad_rng, save_snapshot, tinygrad_rng_state
+from tinydqn.tensorboard import TensorBoardLog
 
 
 @dataclass
@@ -123,8 +124,9 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
     restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
     envs, state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
   resume_step = None if snapshot is None else state.step
-  episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step)
-  eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_after_step=resume_step)
+  tb = TensorBoardLog(run_dir / "tb", purge_step=None if resume_step is None else resume_step + 1)
+  episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step, also=tb.episode)
+  eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_after_step=resume_step, also=tb.eval)
   bar = Progress(config.total_timesteps, progress, initial=state.step)
   start = time.perf_counter() - state.elapsed
   pending = None  # the latest gradient step's [loss, mean Q], still on the device
@@ -211,6 +213,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
   bar.close()
   episodes_log.close()
   eval_log.close()
+  tb.close()
   save_checkpoint(agent, state.step, obs_shape, obs_dtype, run_dir / "checkpoints" / "final")
   summary = {"env_id": config.env_id, "seed": config.seed, "total_timesteps": state.step, "episodes": state.episode,
              "seconds": seconds, "eval_seconds": state.eval_seconds, "steps_per_second": state.step / seconds,
