@@ -34,7 +34,7 @@ def measure(net_arch: tuple[int, ...], batch_size: int, double_q: bool, updates:
   config = Config(net_arch=net_arch, batch_size=batch_size, double_q=double_q)
   agent = DQNAgent(config, (4,), np.dtype(np.float32), 2)
   rng = np.random.default_rng(0)
-  memory = ReplayBuffer(10_000, (4,), np.float32)
+  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=10_000)  # filled in one add: one "env" per row
   memory.add(rng.normal(size=(10_000, 4)), rng.integers(2, size=10_000), rng.normal(size=10_000),
              rng.normal(size=(10_000, 4)), rng.random(10_000) < 0.05, np.zeros(10_000))
   update_s, act_s = [], []

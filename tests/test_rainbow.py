@@ -125,7 +125,7 @@ def test_prioritized_weights_and_priority_updates_follow_the_formulas():
   np.testing.assert_array_equal(out.obs[:, 0], idx)
 
 
-def test_prioritized_update_returns_per_sample_losses(small_config):
+def test_prioritized_update_returns_td_errors_and_weights_the_loss(small_config):
   agent = make_agent(small_config.replace(loss="mse"))
   buf = filled_buffer()
   idx = buf.sample_into(agent.batch, np.random.default_rng(0))
@@ -134,7 +134,7 @@ def test_prioritized_update_returns_per_sample_losses(small_config):
   y = b.rewards + b.discounts * agent.q_values(b.next_obs).max(1)  # target = online at the start
   b.weights[:] = np.linspace(0.1, 1.0, 8)
   loss, _ = agent.update().numpy()
-  np.testing.assert_allclose(agent.last_priorities, (y - q) ** 2, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(agent.last_priorities, np.abs(y - q), rtol=1e-4, atol=1e-6)  # |δ|, not the loss
   assert loss == pytest.approx(np.mean(b.weights * (y - q) ** 2), rel=1e-4)
   assert len(idx) == 8
 

@@ -118,7 +118,7 @@ class DQNAgent:
     self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and isinstance(self.online.torso, MLPTorso) \
         else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
-    self.last_priorities: np.ndarray | None = None  # per-sample loss of the latest step, for prioritized replay
+    self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
 
   # ---- learning ----
   def _update_step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, discounts: Tensor,
@@ -133,7 +133,8 @@ class DQNAgent:
       next_online = self.online(next_obs, online_noise) if cfg.double_q else None
       if self.support is None:
         q_taken = (out * taken).sum(axis=1)
-        per_sample = td_errors(q_taken, td_target(rewards, discounts, next_target, next_online), cfg.loss)
+        y = td_target(rewards, discounts, next_target, next_online)
+        per_sample, priorities = td_errors(q_taken, y, cfg.loss), (y - q_taken).abs()
       else:  # C51: cross-entropy between the projected target distribution and Q(φ_j, a_j)'s
         support = self._support
         log_p = (out.log_softmax(axis=2) * taken.unsqueeze(2)).sum(axis=1)
@@ -143,11 +144,12 @@ class DQNAgent:
         best = chooser.sum(axis=2).argmax(axis=1).one_hot(self.n_actions).unsqueeze(2)
         target_probs = categorical_projection(rewards, discounts, (next_probs * best).sum(axis=1), cfg.v_min, cfg.v_max)
         per_sample = -(target_probs * log_p).sum(axis=1)
+        priorities = per_sample  # the cross-entropy, as in the Rainbow paper (KL up to the target's entropy)
       loss = (weights * per_sample).mean()
       loss.backward()
       if cfg.max_grad_norm > 0: self._clip_grad_norm(cfg.max_grad_norm)
       # One schedule for the statistics and the step: realized later, they would read the updated weights.
-      stats, priorities = Tensor.stack(loss, q_taken.mean()), per_sample.detach()
+      stats, priorities = Tensor.stack(loss, q_taken.mean()), priorities.detach()
       Tensor.realize(stats, priorities, *self.optimizer.schedule_step())
     return stats, priorities
 
@@ -160,8 +162,8 @@ class DQNAgent:
   def update(self, rng: np.random.Generator | None = None) -> Tensor:
     """One gradient step on the minibatch in `self.batch` (with noisy nets, fresh noise from `rng` first).
     Returns a device tensor [loss, mean Q(φ, a)]; read it only when logging (reading waits for the device).
-    `self.last_priorities` then holds each sample's loss (|TD error|-like) for prioritized replay: with host
-    views a view of the jit's output buffer, valid until the next step."""
+    `self.last_priorities` then holds each sample's |TD error| (C51: its cross-entropy) for prioritized replay:
+    with host views a view of the jit's output buffer, valid until the next step."""
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     if not self._zero_copy:
       for t, a in zip(self._inputs, self._host): t.assign(Tensor(a, device=self.device))
