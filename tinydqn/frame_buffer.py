@@ -28,9 +28,10 @@ class FrameReplayBuffer(ReplayBuffer):
   and priorities are ReplayBuffer's, unchanged.
   """
 
-  def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype | type, num_envs: int = 1,
-               **kwargs: Any):
-    super().__init__(capacity, (0,), obs_dtype, num_envs, **kwargs)  # its obs/next_obs are empty columns
+  def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype | type, *args: Any, **kwargs: Any):
+    """ReplayBuffer's arguments; obs_shape is (frames per stack, *frame shape)."""
+    super().__init__(capacity, (0,), obs_dtype, *args, **kwargs)  # its obs/next_obs are empty columns
+    num_envs = self.num_envs
     self.obs_shape, self.obs_dtype = tuple(obs_shape), np.dtype(obs_dtype)
     self.stack, frame = obs_shape[0], obs_shape[1:]
     self.frames = np.zeros((self.capacity, *frame), obs_dtype)
