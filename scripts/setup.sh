@@ -16,8 +16,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall when pyproject.toml changed since the last install.
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing tinydqn and its test dependencies into .venv" >&2
+  echo "setup: installing tinydqn, its test dependencies and the Atari/MinAtar extras into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,atari,minatar]"
   touch .venv/.installed
 fi

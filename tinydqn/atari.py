@@ -40,6 +40,7 @@ def make_pixel_env(env_id: str, render_mode: str | None = None, sticky_actions: 
   except ImportError:
     raise UserError(f"{env_id} needs the Arcade Learning Environment: pip install 'tinydqn[atari]'") from None
   gym.register_envs(ale_py)
+  ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr for every env made
   # v5 ids skip 4 frames inside the ALE by default; AtariPreprocessing must do it to max-pool the last two.
   kwargs = {"frameskip": 1} if env_id.startswith("ALE/") else {}
   try:
@@ -47,12 +48,30 @@ def make_pixel_env(env_id: str, render_mode: str | None = None, sticky_actions: 
                    full_action_space=False, **kwargs)
   except (OSError, RuntimeError) as e:  # the ALE could not load the ROM (missing, unreadable, wrong hash)
     raise UserError(f"{env_id}: the ALE cannot load its ROM: {' '.join(str(e).split())}") from None
+  env = KeepEmulatorState(env)
   # No-op starts up to 30, frame skip 4 with the max of the last two frames, 84×84 greyscale uint8. The game
   # is never reset at a life loss here: `life_loss_terminals` marks those transitions in training instead.
   env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True,
                            terminal_on_life_loss=False, scale_obs=False)
   if "FIRE" in env.unwrapped.get_action_meanings(): env = FireReset(env)
   return FrameStackObservation(env, FRAME_STACK)  # padded with the first frame at each reset
+
+
+class KeepEmulatorState(gym.Wrapper):
+  """Makes a pickled Atari env continue the same game: ale_py's AtariEnv pickles only its constructor arguments
+  (a new game on unpickling), so this adds the emulator's state, RNG included, and the env's numpy RNG (the
+  no-op starts draw from it). Snapshots pickle the envs; with this a resumed run is exact."""
+
+  def __getstate__(self):
+    game = self.env.unwrapped
+    return {**self.__dict__, "_emulator": game.ale.cloneState(include_rng=True),
+            "_np_random": game.np_random.bit_generator.state}
+
+  def __setstate__(self, state):
+    emulator, rng = state.pop("_emulator"), state.pop("_np_random")
+    self.__dict__.update(state)
+    self.env.unwrapped.ale.restoreState(emulator)
+    self.env.unwrapped.np_random.bit_generator.state = rng
 
 
 class FireReset(gym.Wrapper):
