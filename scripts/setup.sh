@@ -18,6 +18,6 @@ fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: installing tinydqn, its test dependencies and the extras the tests exercise into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test,tensorboard,plot,video,ray]"
+  .venv/bin/python -m pip install -q -e ".[test,tensorboard,plot,video,ray,atari,minatar]"
   touch .venv/.installed
 fi

@@ -176,7 +176,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
   ckpt, agent = _load_agent(args.path, args.device)
   episodes = args.episodes or ckpt.config.eval_episodes
   seed = ckpt.config.eval_seed if args.seed is None else args.seed
-  env = make_env(ckpt.config.env_id)
+  env = make_env(ckpt.config.env_id, sticky_actions=ckpt.config.sticky_actions)
   result = evaluate(agent, env, episodes, seed)
   if args.json:
     print(json.dumps({**result.to_dict(), "env_id": ckpt.config.env_id, "checkpoint": str(ckpt.path),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from tinydqn.atari import is_atari, is_minatar
 from tinydqn.errors import UserError
 
 
@@ -73,6 +74,17 @@ class Config:
   atoms: int = _doc("C51: number of atoms of the support.", default=51)
   v_min: float = _doc("C51: smallest return of the support.", default=-10.0)
   v_max: float = _doc("C51: largest return of the support.", default=10.0)
+  # Pixels: Atari (ALE) and MinAtar
+  network: str = _doc("Q-network torso: 'mlp', 'nature_cnn' (Mnih et al. 2015), 'minatar_cnn' (Young & Tian 2019), or "
+                      "'auto': nature_cnn for k×84×84 frame stacks, minatar_cnn for 10×10×k frames, else mlp.",
+                      default="auto")
+  clip_rewards: bool = _doc("Store rewards clipped to [-1, 1] in the replay memory (Nature DQN); logged returns "
+                            "stay the game's score.", default=False)
+  terminal_on_life_loss: bool = _doc("Atari: store a transition that loses a life as terminal (training only; the "
+                                     "game is not reset).", default=False)
+  sticky_actions: float = _doc("Atari and MinAtar: probability that the previous action is repeated instead of the "
+                               "chosen one (Machado et al. 2018); used for every id instead of its registered "
+                               "default (ALE v5: 0.25, NoFrameskip-v4: 0, MinAtar: 0.1).", default=0.0)
   # Evaluation
   eval_freq: int = _doc("Greedy evaluation every this many environment steps (0 disables).", default=10_000)
   eval_episodes: int = _doc("Episodes per greedy evaluation.", default=10)
@@ -115,6 +127,9 @@ class Config:
     if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
     if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")
     if self.atoms < 2: _invalid(f"atoms must be >= 2, got {self.atoms}")
+    if self.network not in ("auto", "mlp", "nature_cnn", "minatar_cnn"):
+      _invalid(f"network must be 'auto', 'mlp', 'nature_cnn' or 'minatar_cnn', got {self.network!r}")
+    if not 0.0 <= self.sticky_actions <= 1.0: _invalid(f"sticky_actions must be in [0, 1], got {self.sticky_actions}")
     if not self.v_min < self.v_max: _invalid(f"v_min ({self.v_min}) must be < v_max ({self.v_max})")
 
   def _check_types(self) -> None:
@@ -171,7 +186,9 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def preset_for_env(env_id: str) -> str | None:
-  """The preset tuned for this environment id, if one ships."""
+  """The preset tuned for this environment id, if one ships: every Atari id gets `atari`, every MinAtar id `minatar`."""
+  if is_atari(env_id): return "atari"
+  if is_minatar(env_id): return "minatar"
   return next((n for n in preset_names() if load_preset(n).get("env_id") == env_id), None)
 
 

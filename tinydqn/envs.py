@@ -10,14 +10,17 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import FlattenObservation, TransformAction
 
+from tinydqn.atari import is_atari, is_minatar, make_pixel_env
 from tinydqn.errors import UserError
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float = 0.0) -> gym.Env:
   """`gym.make(env_id)`, checked for a Discrete action space; non-Box observations are flattened
-  (a Discrete observation becomes a one-hot vector)."""
+  (a Discrete observation becomes a one-hot vector). Atari ids get the Nature DQN's preprocessing and MinAtar
+  ids their own frames (tinydqn.atari), both with `sticky_actions`."""
   try:
-    env = gym.make(env_id, render_mode=render_mode)
+    if is_atari(env_id) or is_minatar(env_id): env = make_pixel_env(env_id, render_mode, sticky_actions)
+    else: env = gym.make(env_id, render_mode=render_mode)
   except gym.error.DependencyNotInstalled as e:
     extra = "box2d" if "box2d" in str(e).lower() else None
     hint = f'pip install "tinydqn[{extra}]"' if extra else "install the package it names"
@@ -42,11 +45,11 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
   return env
 
 
-def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, sticky_actions: float = 0.0) -> SyncVectorEnv:
   """`num_envs` copies of `make_env(env_id)` stepped together. Same-step autoreset: an env that finishes
   returns the next episode's first observation, and the true last one in info["final_obs"]. make_env's
   UserErrors come straight out of the constructor, which builds the envs."""
-  return SyncVectorEnv([partial(make_env, env_id) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+  return SyncVectorEnv([partial(make_env, env_id, sticky_actions=sticky_actions) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def last_observations(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:

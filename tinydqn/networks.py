@@ -68,7 +68,10 @@ class MLPTorso:
 
 
 def build_torso(config, obs_shape: tuple[int, ...]) -> Torso:
-  """The torso `config` asks for, for observations of `obs_shape`."""
+  """The torso `config` asks for, for observations of `obs_shape` (config.network; 'auto' picks by shape)."""
+  from tinydqn.conv import build_conv_torso, network_for  # conv builds on this module's dense layers
+  kind = network_for(getattr(config, "network", "auto"), tuple(obs_shape))
+  if kind != "mlp": return build_conv_torso(kind, tuple(obs_shape), config.noisy)
   return MLPTorso(int(np.prod(obs_shape)), config.net_arch, config.noisy)
 
 

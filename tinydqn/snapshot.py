@@ -63,7 +63,7 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
   for stale in ckpt_dir.glob(f".{PREFIX}*.tmp"): shutil.rmtree(stale)  # left by a crash in mid-write
   final, tmp = ckpt_dir / f"{PREFIX}{step:012d}", ckpt_dir / f".{PREFIX}{step:012d}.tmp"
   tmp.mkdir()
-  save_checkpoint(agent, step, memory.obs.shape[1:], memory.obs.dtype, tmp / "agent")
+  save_checkpoint(agent, step, agent.batch.obs.shape[1:], agent.batch.obs.dtype, tmp / "agent")
   if include_replay:
     with open(tmp / "replay.npz", "wb") as f: np.savez(f, **memory.state_dict())
   (tmp / "state.pkl").write_bytes(cloudpickle.dumps(state))

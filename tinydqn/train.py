@@ -13,12 +13,14 @@ import numpy as np
 from tinygrad import Tensor
 
 from tinydqn.agent import DQNAgent
+from tinydqn.atari import clip_rewards, life_loss_terminals, stacks_frames
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.checkpoint import save_checkpoint
 from tinydqn.config import Config
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
+from tinydqn.frame_buffer import FrameReplayBuffer
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
 from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
 from tinydqn.snapshot import Snapshot, load_latest_snapshot, restore_tinygrad_rng, save_snapshot, tinygrad_rng_state
@@ -48,6 +50,7 @@ class LoopState:
   stats: list[float] | None = None  # [loss, mean Q] of the latest gradient step read back, as logged
   elapsed: float = 0.0  # wall-clock seconds of training so far (time_s continues across a resume)
   eval_seconds: float = 0.0
+  lives: np.ndarray | None = None  # Atari: each env's lives, to store a life loss as terminal
 
 
 def linear_epsilon(config: Config, step: int) -> float:
@@ -82,7 +85,7 @@ def train(config: Config, run_dir: str | Path | None = None, force: bool = False
   checkpoints/final.* and periodic snapshots to `run_dir` (default: a new folder under runs/)."""
   run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id, config.seed)
   check_run_dir(run_dir, force)
-  make_env(config.env_id).close()  # fails here, before anything is written, if the env cannot be used
+  make_env(config.env_id, sticky_actions=config.sticky_actions).close()  # fails here, before anything is written
   prepare_run_dir(run_dir, force)
   (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
   return _run(config, run_dir, progress, device, snapshot=None)
@@ -102,21 +105,24 @@ def resume(run_dir: str | Path, progress: bool = True, device: str | None = None
 
 
 def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None) -> TrainResult:
-  eval_env = make_env(config.env_id)
+  eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
   obs_shape, obs_dtype, n_actions = describe(eval_env)
   # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
   # A snapshot restores each of them below, tinygrad's after the agent's initialisation has drawn from it.
   Tensor.manual_seed(config.seed)
   rng = np.random.default_rng(config.seed)
   # Initialize replay memory D to capacity N; initialize Q with random weights (and Q̂ as its copy).
-  memory = ReplayBuffer(min(config.buffer_size, config.total_timesteps), obs_shape, obs_dtype, config.num_envs,
+  # Frame stacks (Atari) are stored one frame per transition; anything else as whole observations.
+  memory_class = FrameReplayBuffer if stacks_frames(eval_env) else ReplayBuffer
+  memory = memory_class(min(config.buffer_size, config.total_timesteps), obs_shape, obs_dtype, config.num_envs,
                         config.n_step, config.gamma, config.prioritized, config.alpha, config.priority_eps)
   agent = DQNAgent(config, obs_shape, obs_dtype, n_actions, device)
   if snapshot is None:
-    envs = make_vector_env(config.env_id, config.num_envs)
+    envs = make_vector_env(config.env_id, config.num_envs, config.sticky_actions)
     envs.action_space.seed(config.seed)
     n = config.num_envs
-    state = LoopState(0, 0, envs.reset(seed=config.seed)[0], np.zeros(n), np.zeros(n, dtype=np.int64), [])
+    obs, infos = envs.reset(seed=config.seed)
+    state = LoopState(0, 0, obs, np.zeros(n), np.zeros(n, dtype=np.int64), [], lives=infos.get("lives"))
   else:
     agent.load_state_dict(snapshot.agent)
     if snapshot.replay is not None: memory.load_state_dict(snapshot.replay)
@@ -175,7 +181,11 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
       # Execute a_t, observe r_t and x_{t+1}; store (φ_t, a_t, r_t, φ_{t+1}) in D.
       next_obs, rewards, terminated, truncated, infos = envs.step(actions)
       done = terminated | truncated
-      memory.add(state.obs, actions, rewards, last_observations(next_obs, infos, done), terminated, truncated)
+      # The memory may see clipped rewards and life losses as terminals (Nature DQN); the log sees the game.
+      stored_terminated, stored_rewards = terminated, clip_rewards(rewards) if config.clip_rewards else rewards
+      if config.terminal_on_life_loss: stored_terminated, state.lives = life_loss_terminals(terminated, infos, state.lives)
+      memory.add(state.obs, actions, stored_rewards, last_observations(next_obs, infos, done), stored_terminated,
+                 truncated)
       state.obs = next_obs  # finished envs were reset already: this is the next episode's φ_1
       before, state.step = state.step, state.step + config.num_envs
       state.episode_returns += rewards
