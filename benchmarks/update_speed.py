@@ -2,9 +2,12 @@
 
 Each lever runs in its own process (HCQ2 and BEAM are read when tinygrad is imported), alternating, and
 the median over repeats is printed. BEAM's kernel search runs once per shape and is cached by tinygrad.
+`--suite rainbow` times each Rainbow component on the CartPole preset instead (sampling, the jitted step and,
+with prioritized replay, the priority update), relative to plain DQN.
 
     .venv/bin/python benchmarks/update_speed.py                 # table for the zoo and CleanRL shapes
     .venv/bin/python benchmarks/update_speed.py --levers none,HCQ2=1 --repeats 5
+    .venv/bin/python benchmarks/update_speed.py --suite rainbow --levers none
 """
 from __future__ import annotations
 
@@ -16,33 +19,44 @@ import subprocess
 import sys
 import time
 
-SHAPES = {  # name: (net_arch, batch_size, double_q)
-  "zoo [256,256] B64": ((256, 256), 64, False),
-  "CleanRL [120,84] B128": ((120, 84), 128, False),
-  "[256,256] B64 double": ((256, 256), 64, True),
+SUITES = {  # name: (preset, {shape or variant: config overrides})
+  "levers": (None, {
+    "zoo [256,256] B64": dict(net_arch=(256, 256), batch_size=64),
+    "CleanRL [120,84] B128": dict(net_arch=(120, 84), batch_size=128),
+    "[256,256] B64 double": dict(net_arch=(256, 256), batch_size=64, double_q=True),
+  }),
+  "rainbow": ("cartpole", {
+    "plain (CartPole preset)": {}, "n_step 3": dict(n_step=3), "prioritized": dict(prioritized=True),
+    "dueling": dict(dueling=True), "noisy": dict(noisy=True), "distributional": dict(distributional=True),
+    "rainbow (all)": dict(n_step=3, prioritized=True, dueling=True, noisy=True, distributional=True),
+  }),
 }
 
 
-def measure(net_arch: tuple[int, ...], batch_size: int, double_q: bool, updates: int = 300) -> dict:
+def measure(suite: str, name: str, updates: int = 300) -> dict:
   import numpy as np
   from tinygrad import Tensor
 
   from tinydqn.agent import DQNAgent
   from tinydqn.buffers import ReplayBuffer
-  from tinydqn.config import Config
+  from tinydqn.config import Config, make_config
   Tensor.manual_seed(0)
-  config = Config(net_arch=net_arch, batch_size=batch_size, double_q=double_q)
+  preset, variants = SUITES[suite]
+  config = make_config("CartPole-v1", preset, **variants[name]) if preset else Config(**variants[name])
   agent = DQNAgent(config, (4,), np.dtype(np.float32), 2)
   rng = np.random.default_rng(0)
-  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=10_000)  # filled in one add: one "env" per row
-  memory.add(rng.normal(size=(10_000, 4)), rng.integers(2, size=10_000), rng.normal(size=10_000),
-             rng.normal(size=(10_000, 4)), rng.random(10_000) < 0.05, np.zeros(10_000))
+  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=100, n_step=config.n_step, gamma=config.gamma,
+                        prioritized=config.prioritized, alpha=config.alpha)
+  for _ in range(100):  # 100 envs × 100 steps
+    memory.add(rng.normal(size=(100, 4)), rng.integers(2, size=100), rng.normal(size=100),
+               rng.normal(size=(100, 4)), rng.random(100) < 0.05, np.zeros(100))
   update_s, act_s = [], []
   obs = rng.normal(size=(1, 4)).astype(np.float32)
   for _ in range(updates):
     t = time.perf_counter()
-    memory.sample_into(agent.batch, rng)
-    agent.update()
+    drawn = memory.sample_into(agent.batch, rng, 0.5)
+    agent.update(rng)
+    if config.prioritized: memory.update_priorities(drawn, agent.last_priorities)
     update_s.append(time.perf_counter() - t)
     t = time.perf_counter()
     agent.act(obs, 0.0, rng)
@@ -56,24 +70,29 @@ def main() -> None:
   ap.add_argument("--levers", default="none,BEAM=2,HCQ2=1,HCQ2=1+BEAM=2",
                   help="comma-separated; each is 'none' or VAR=VALUE joined by '+'")
   ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--suite", choices=list(SUITES), default="levers")
   ap.add_argument("--child", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.child:
-    print(json.dumps(measure(*SHAPES[args.child][:2], SHAPES[args.child][2])))
+    print(json.dumps(measure(args.suite, args.child)))
     return
   levers = args.levers.split(",")
   results: dict[tuple[str, str], list[dict]] = {}
   for _ in range(args.repeats):
-    for shape in SHAPES:
+    for shape in SUITES[args.suite][1]:
       for lever in levers:
         env = {**os.environ, **dict(kv.split("=") for kv in lever.split("+") if kv != "none")}
-        out = subprocess.run([sys.executable, __file__, "--child", shape], env=env, capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run([sys.executable, __file__, "--suite", args.suite, "--child", shape], env=env,
+                             capture_output=True, text=True, check=True).stdout
         results.setdefault((shape, lever), []).append(json.loads(out.strip().splitlines()[-1]))
         print(shape, lever, results[(shape, lever)][-1], file=sys.stderr, flush=True)
-  print("\n| shape | lever | kernels | µs per update (sample + step) | µs per action |\n|---|---|---:|---:|---:|")
+  print("\n| shape | lever | kernels | µs per update (sample + step) | × first row | µs per action |")
+  print("|---|---|---:|---:|---:|---:|")
+  first = {}
   for (shape, lever), rows in results.items():
-    print(f"| {shape} | {lever} | {rows[0]['kernels']} | {statistics.median(r['update_us'] for r in rows):.0f} | "
+    update_us = statistics.median(r["update_us"] for r in rows)
+    first.setdefault(lever, update_us)
+    print(f"| {shape} | {lever} | {rows[0]['kernels']} | {update_us:.0f} | {update_us / first[lever]:.2f} | "
           f"{statistics.median(r['act_us'] for r in rows):.1f} |")
 
 
