@@ -45,7 +45,8 @@ def run(env_id: str, variant: str, seed: int, out: str, threshold: float) -> dic
 
 def quartiles(values: list[float]) -> str:
   """Median [25th, 75th percentile]; a run that never solved counts as infinitely late."""
-  q = np.nan_to_num(np.percentile(np.array(values, dtype=float), [25, 50, 75]), nan=np.inf)
+  with np.errstate(invalid="ignore"):  # inf − inf while interpolating between two never-solved runs
+    q = np.nan_to_num(np.percentile(np.array(values, dtype=float), [25, 50, 75]), nan=np.inf)
   fmt = lambda x: "never" if np.isinf(x) else f"{x:.0f}"
   return f"{fmt(q[1])} [{fmt(q[0])}, {fmt(q[2])}]"
 
