@@ -38,6 +38,37 @@ def test_minatar_cnn_takes_channels_last_booleans_and_noisy_layers_in_order():
   assert net(Tensor(obs)).numpy().shape == (5, 3)
 
 
+@pytest.mark.parametrize("heads", [dict(), dict(noisy=True, dueling=True, distributional=True, atoms=5)])
+def test_minatar_numpy_acting_equals_tinygrad_after_training(heads):
+  """MinAtar's CNN acts in numpy on views of the live weights; it must match the tinygrad forward."""
+  from tinydqn.agent import DQNAgent
+  from tinydqn.buffers import ReplayBuffer
+  from tinydqn.config import make_config
+  from tinydqn.networks import factorized_noise
+  config = make_config("MinAtar/Breakout-v1", batch_size=8, learning_rate=1e-2, **heads)
+  rng, shape = np.random.default_rng(0), (10, 10, 4)
+  agents = []
+  for host_views in (True, False):
+    Tensor.manual_seed(0)
+    agents.append(DQNAgent(config, shape, np.dtype(np.bool_), 3, host_views=host_views))
+  fast, slow = agents
+  assert fast._numpy_q is not None and slow._numpy_q is None
+  buf = ReplayBuffer(64, shape, np.bool_, num_envs=8)
+  for _ in range(8):
+    buf.add(rng.random((8, *shape)) < 0.2, rng.integers(3, size=8), rng.normal(size=8), rng.random((8, *shape)) < 0.2,
+            np.zeros(8), np.zeros(8))
+  for _ in range(3):  # the views must follow the optimizer's in-place writes
+    buf.sample_into(fast.batch, rng)
+    fast.update(rng)
+  slow.load_state_dict({k: v.numpy() for k, v in fast.state_dict().items()})
+  obs = rng.random((6, *shape)) < 0.2
+  np.testing.assert_allclose(fast.q_values(obs), slow.q_values(obs), rtol=1e-4, atol=1e-5)
+  if config.noisy:
+    noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in fast._online_noise_shapes]
+    factorized_noise(rng, fast._online_noise_shapes, noise)
+    np.testing.assert_allclose(fast.q_values(obs, noise), slow.q_values(obs, noise), rtol=1e-4, atol=1e-5)
+
+
 def test_network_auto_picks_by_observation_shape():
   assert network_for("auto", (4, 84, 84)) == "nature_cnn"
   assert network_for("auto", (10, 10, 6)) == "minatar_cnn"

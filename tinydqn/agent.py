@@ -10,7 +10,7 @@ from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
-from tinydqn.networks import MLPTorso, NumpyQ, QNetwork, build_torso, cpu_view, factorized_noise, has_cpu_views
+from tinydqn.networks import NumpyQ, QNetwork, build_torso, cpu_view, factorized_noise, has_cpu_views, has_numpy_forward
 
 
 def td_target(rewards: Tensor, discounts: Tensor, next_q_target: Tensor, next_q_online: Tensor | None = None) -> Tensor:
@@ -115,8 +115,7 @@ class DQNAgent:
     self._act_noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in self._online_noise_shapes]
     self._update = TinyJit(self._update_step)
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
-    self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and isinstance(self.online.torso, MLPTorso) \
-        else None
+    self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
     self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
 

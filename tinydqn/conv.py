@@ -1,10 +1,14 @@
 """Convolutional torsos for pixel observations: the Nature DQN's CNN (Atari) and MinAtar's small CNN."""
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from tinygrad import Tensor, dtypes, nn
 
 from tinydqn.errors import UserError
-from tinydqn.networks import Noise, apply_dense, dense
+from tinydqn.networks import Noise, apply_dense, cpu_view, dense, dense_views, numpy_dense
 
 NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 
@@ -44,6 +48,17 @@ class MinAtarCNN:
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
     x = self.conv(obs.cast(dtypes.float32).permute(0, 3, 1, 2)).relu()
     return apply_dense(self.hidden, x.flatten(1), noise).relu()
+
+  def numpy_forward(self) -> Callable[[np.ndarray, Iterator | None], np.ndarray]:
+    """The same computation in numpy on zero-copy weight views: acting then costs tens of µs instead of a
+    jitted tinygrad call (≈2 ms per step here). CPU device only."""
+    weight, bias, hidden = cpu_view(self.conv.weight), cpu_view(self.conv.bias), dense_views(self.hidden)
+    def forward(obs: np.ndarray, noise: Iterator | None) -> np.ndarray:
+      windows = sliding_window_view(obs.astype(np.float32), weight.shape[2:], axis=(1, 2))  # [B, h, w, c, 3, 3]
+      x = np.tensordot(windows, weight, axes=([3, 4, 5], [1, 2, 3])) + bias  # [B, h, w, 16]
+      x = np.maximum(x, 0.0).transpose(0, 3, 1, 2).reshape(len(obs), -1)  # flattened channels first, as above
+      return np.maximum(numpy_dense(hidden, x, noise), 0.0)
+    return forward
 
 
 def network_for(name: str, obs_shape: tuple[int, ...]) -> str:

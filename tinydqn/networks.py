@@ -7,7 +7,7 @@ numpy's seeded generator draws it (deterministic and resumable like everything e
 from __future__ import annotations
 
 import math
-from typing import Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 from tinygrad import Tensor, dtypes, nn
@@ -65,6 +65,15 @@ class MLPTorso:
     x = obs.cast(dtypes.float32).flatten(1)
     for layer in self.hidden: x = apply_dense(layer, x, noise).relu()
     return x
+
+  def numpy_forward(self) -> Callable[[np.ndarray, Iterator | None], np.ndarray]:
+    """The same computation in numpy on zero-copy views of the weights (CPU device only)."""
+    hidden = [dense_views(layer) for layer in self.hidden]
+    def forward(obs: np.ndarray, noise: Iterator | None) -> np.ndarray:
+      x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
+      for layer in hidden: x = np.maximum(numpy_dense(layer, x, noise), 0.0)
+      return x
+    return forward
 
 
 def build_torso(config, obs_shape: tuple[int, ...]) -> Torso:
@@ -131,43 +140,50 @@ def q_from_logits(logits: np.ndarray, support: np.ndarray) -> np.ndarray:
   return (p * support).sum(axis=2) / p.sum(axis=2)
 
 
+def dense_views(layer: nn.Linear | NoisyLinear) -> tuple:
+  """(Wᵀ, b, σ views or None) of a dense layer, as numpy arrays sharing the tensors' CPU memory."""
+  sigma = (cpu_view(layer.weight_sigma).T, cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
+  return cpu_view(layer.weight).T, cpu_view(layer.bias), sigma
+
+
+def numpy_dense(views: tuple, x: np.ndarray, noise: Iterator | None) -> np.ndarray:
+  """`apply_dense` in numpy: a noisy layer takes the next noise pair (none: its mean weights)."""
+  w, b, sigma = views
+  y = x @ w + b
+  if sigma is None or noise is None: return y
+  f_in, f_out = next(noise)
+  return y + ((x * f_in) @ sigma[0] + sigma[1]) * f_out  # x·(σ_W ⊙ f_out f_inᵀ)ᵀ without the outer product
+
+
 class NumpyQ:
-  """The same forward pass in numpy, reading an MLP network's weights through zero-copy views of its CPU buffers.
+  """The same forward pass in numpy, reading the network's weights through zero-copy views of its CPU buffers.
 
   The views follow every in-place update (optimizer steps, target syncs, checkpoint loads), so acting
-  costs a few microseconds instead of a jitted tinygrad call. CPU only: other devices have no such views.
+  costs microseconds instead of a jitted tinygrad call. CPU only: other devices have no such views. Torsos
+  that can be mirrored have a `numpy_forward()` (the MLP, MinAtar's small CNN); see `has_numpy_forward`.
   """
 
   def __init__(self, net: QNetwork, support: np.ndarray | None = None):
-    assert isinstance(net.torso, MLPTorso), "numpy acting mirrors the MLP torso only"
-    def views(layer):
-      sigma = (cpu_view(layer.weight_sigma).T, cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
-      return cpu_view(layer.weight).T, cpu_view(layer.bias), sigma
-    self.hidden = [views(layer) for layer in net.torso.hidden]
-    self.advantage = views(net.advantage)
-    self.value = views(net.value) if net.value is not None else None
+    self.torso = net.torso.numpy_forward()
+    self.advantage = dense_views(net.advantage)
+    self.value = dense_views(net.value) if net.value is not None else None
     self.n_actions, self.atoms, self.support = net.n_actions, net.atoms, support
-
-  @staticmethod
-  def _dense(layer, x: np.ndarray, noise: Iterator | None) -> np.ndarray:
-    w, b, sigma = layer
-    y = x @ w + b
-    if sigma is None or noise is None: return y
-    f_in, f_out = next(noise)
-    return y + ((x * f_in) @ sigma[0] + sigma[1]) * f_out  # x·(σ_W ⊙ f_out f_inᵀ)ᵀ without the outer product
 
   def __call__(self, obs: np.ndarray, noise: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Q-values [batch, actions] (expected returns with C51)."""
     it = iter(noise) if noise is not None else None
-    x = obs.reshape(obs.shape[0], -1).astype(np.float32, copy=False)
-    for layer in self.hidden: x = np.maximum(self._dense(layer, x, it), 0.0)
-    adv = self._dense(self.advantage, x, it)
+    x = self.torso(obs, it)
+    adv = numpy_dense(self.advantage, x, it)
     if self.atoms > 1: adv = adv.reshape(-1, self.n_actions, self.atoms)
     if self.value is not None:
-      value = self._dense(self.value, x, it)
+      value = numpy_dense(self.value, x, it)
       if self.atoms > 1: value = value.reshape(-1, 1, self.atoms)
       adv = value + adv - adv.mean(axis=1, keepdims=True)
     return q_from_logits(adv, self.support) if self.atoms > 1 else adv
+
+
+def has_numpy_forward(net: QNetwork) -> bool:
+  return hasattr(net.torso, "numpy_forward")
 
 
 def cpu_view(t: Tensor) -> np.ndarray:
