@@ -44,7 +44,7 @@ def test_minatar_numpy_acting_equals_tinygrad_after_training(heads):
   from tinydqn.agent import DQNAgent
   from tinydqn.buffers import ReplayBuffer
   from tinydqn.config import make_config
-  from tinydqn.networks import factorized_noise
+  from tinydqn.networks import empty_noise, factorized_noise
   config = make_config("MinAtar/Breakout-v1", batch_size=8, learning_rate=1e-2, **heads)
   rng, shape = np.random.default_rng(0), (10, 10, 4)
   agents = []
@@ -64,7 +64,7 @@ def test_minatar_numpy_acting_equals_tinygrad_after_training(heads):
   obs = rng.random((6, *shape)) < 0.2
   np.testing.assert_allclose(fast.q_values(obs), slow.q_values(obs), rtol=1e-4, atol=1e-5)
   if config.noisy:
-    noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in fast._online_noise_shapes]
+    noise = empty_noise(fast._online_noise_shapes)
     factorized_noise(rng, fast._online_noise_shapes, noise)
     np.testing.assert_allclose(fast.q_values(obs, noise), slow.q_values(obs, noise), rtol=1e-4, atol=1e-5)
 

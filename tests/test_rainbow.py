@@ -6,7 +6,7 @@ from tinygrad import Tensor
 from conftest import filled_buffer, make_agent
 from tinydqn.agent import categorical_projection
 from tinydqn.buffers import Batch, ReplayBuffer
-from tinydqn.networks import NoisyLinear, factorized_noise, q_from_logits
+from tinydqn.networks import NoisyLinear, empty_noise, factorized_noise, q_from_logits
 from tinydqn.sumtree import SumTree
 
 
@@ -164,7 +164,7 @@ def test_noisy_acting_draws_fresh_noise_and_numpy_equals_tinygrad(small_config):
   agent, tinygrad_only = make_agent(config), make_agent(config, host_views=False)
   tinygrad_only.load_state_dict({k: v.numpy() for k, v in agent.state_dict().items()})
   obs = np.random.default_rng(2).normal(size=(16, 4)).astype(np.float32)
-  noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in agent._online_noise_shapes]
+  noise = empty_noise(agent._online_noise_shapes)
   assert len(noise) == 4  # two hidden layers, advantage and value streams
   for seed in range(3):
     factorized_noise(np.random.default_rng(seed), agent._online_noise_shapes, noise)

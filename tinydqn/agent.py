@@ -10,7 +10,8 @@ from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
-from tinydqn.networks import NumpyQ, QNetwork, build_torso, cpu_view, factorized_noise, has_cpu_views, has_numpy_forward
+from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
+                              has_numpy_forward)
 
 
 def td_target(rewards: Tensor, discounts: Tensor, next_q_target: Tensor, next_q_online: Tensor | None = None) -> Tensor:
@@ -101,8 +102,7 @@ class DQNAgent:
       host = Batch.empty(config.batch_size, obs_shape, obs_dtype)
       self._online_noise_shapes = [layer.shape for layer in self.online.noisy_layers()]
       self._noise_shapes = self._online_noise_shapes * 2  # online's, then target's
-      host_noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in self._noise_shapes]
-      staged = [*vars(host).values(), *(a for pair in host_noise for a in pair)]
+      staged = [*vars(host).values(), *(a for pair in empty_noise(self._noise_shapes) for a in pair)]
       self._inputs = [Tensor(a, device=self.device).contiguous().realize() for a in staged]
       self._support = Tensor(self.support, device=self.device).realize() if self.support is not None else None
       Tensor.realize(*self._optimizer_state().values())
@@ -112,7 +112,7 @@ class DQNAgent:
     n_batch = len(vars(host))
     self.batch = Batch(*self._host[:n_batch])
     self.noise = list(zip(self._host[n_batch::2], self._host[n_batch + 1::2]))
-    self._act_noise = [(np.zeros(i, np.float32), np.zeros(o, np.float32)) for i, o in self._online_noise_shapes]
+    self._act_noise = empty_noise(self._online_noise_shapes)
     self._update = TinyJit(self._update_step)
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
     self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and has_numpy_forward(self.online) else None

@@ -112,9 +112,7 @@ class ReplayBuffer:
     rewards = self.rewards[idx].copy()
     discounts = gamma * (1.0 - self.terminated[idx])
     if self.n_step == 1: return rewards, discounts, idx
-    rows = self.capacity // stride
-    newest_row = (self.pos // stride - 1) % rows
-    ahead = (newest_row - idx // stride) % rows  # later transitions of the same env that are stored
+    ahead = self.rows_ahead(idx)
     last = idx.copy()
     going = (self.terminated[idx] + self.truncated[idx]) == 0
     for k in range(1, self.n_step):
@@ -125,6 +123,15 @@ class ReplayBuffer:
       last = np.where(going, j, last)
       going &= (self.terminated[j] + self.truncated[j]) == 0
     return rewards, discounts, last
+
+  @property
+  def newest_row(self) -> int:
+    """The ring row (one transition per env) written last."""
+    return (self.pos // self.num_envs - 1) % (self.capacity // self.num_envs)
+
+  def rows_ahead(self, idx: np.ndarray) -> np.ndarray:
+    """How many later transitions of the same env are stored after each index (0: that env's newest)."""
+    return (self.newest_row - idx // self.num_envs) % (self.capacity // self.num_envs)
 
   def update_priorities(self, idx: np.ndarray, td_errors: np.ndarray) -> None:
     """p_i = |δ_i| + ε for the transitions just trained on (duplicates in a batch: the last write wins)."""

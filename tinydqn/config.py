@@ -18,6 +18,9 @@ from tinydqn.atari import is_atari, is_minatar
 from tinydqn.errors import UserError
 
 
+NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")  # torsos; see networks.build_torso
+
+
 def _doc(text: str, **kw: Any) -> Any:
   """A dataclass field whose help text travels with it (shown by `tinydqn train --help`)."""
   return field(metadata={"help": text}, **kw)
@@ -127,8 +130,7 @@ class Config:
     if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
     if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")
     if self.atoms < 2: _invalid(f"atoms must be >= 2, got {self.atoms}")
-    if self.network not in ("auto", "mlp", "nature_cnn", "minatar_cnn"):
-      _invalid(f"network must be 'auto', 'mlp', 'nature_cnn' or 'minatar_cnn', got {self.network!r}")
+    if self.network not in NETWORKS: _invalid(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
     if not 0.0 <= self.sticky_actions <= 1.0: _invalid(f"sticky_actions must be in [0, 1], got {self.sticky_actions}")
     if not self.v_min < self.v_max: _invalid(f"v_min ({self.v_min}) must be < v_max ({self.v_max})")
 

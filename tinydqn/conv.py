@@ -10,9 +10,6 @@ from tinygrad import Tensor, dtypes, nn
 from tinydqn.errors import UserError
 from tinydqn.networks import Noise, apply_dense, cpu_view, dense, dense_views, numpy_dense
 
-NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
-
-
 def _out(size: int, kernel: int, stride: int) -> int: return (size - kernel) // stride + 1
 
 

@@ -79,8 +79,8 @@ class FrameReplayBuffer(ReplayBuffer):
     """dst[:, depth-1-k] = the newest frame of the observation k steps before row idx's, in the same episode
     (an episode's first frame repeats)."""
     s, rows = self.num_envs, self.capacity // self.num_envs
-    stored, newest = self.size // s, (self.pos // s - 1) % rows
-    env, age = idx % s, (newest - idx // s) % rows  # age 0: the env's newest row; ≥ stored: in _history
+    stored, newest = self.size // s, self.newest_row
+    env, age = idx % s, self.rows_ahead(idx)  # age 0: the env's newest row; ≥ stored: in _history
     start = np.zeros(len(idx), bool)
     for k in range(depth):
       if k: age = np.where(start, age, age + 1)
@@ -95,7 +95,7 @@ class FrameReplayBuffer(ReplayBuffer):
     """dst[b] = the newest frame of φ_{t+1} of row idx[b]."""
     s = self.num_envs
     dst[:] = self.frames[(idx + s) % self.capacity]  # the env's next row, where it continues the episode
-    for b in np.flatnonzero(idx // s == (self.pos // s - 1) % (self.capacity // s)): dst[b] = self._next[idx[b] % s, -1]
+    for b in np.flatnonzero(self.rows_ahead(idx) == 0): dst[b] = self._next[idx[b] % s, -1]
     if self.finals:
       for b, r in enumerate(idx.tolist()):
         if (f := self.finals.get(r)) is not None: dst[b] = f

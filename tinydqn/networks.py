@@ -79,7 +79,7 @@ class MLPTorso:
 def build_torso(config, obs_shape: tuple[int, ...]) -> Torso:
   """The torso `config` asks for, for observations of `obs_shape` (config.network; 'auto' picks by shape)."""
   from tinydqn.conv import build_conv_torso, network_for  # conv builds on this module's dense layers
-  kind = network_for(getattr(config, "network", "auto"), tuple(obs_shape))
+  kind = network_for(config.network, tuple(obs_shape))
   if kind != "mlp": return build_conv_torso(kind, tuple(obs_shape), config.noisy)
   return MLPTorso(int(np.prod(obs_shape)), config.net_arch, config.noisy)
 
@@ -123,6 +123,11 @@ def _find_noisy(obj) -> Iterator[NoisyLinear]:
     for item in obj: yield from _find_noisy(item)
   elif hasattr(obj, "__dict__") and not isinstance(obj, Tensor):
     for item in vars(obj).values(): yield from _find_noisy(item)
+
+
+def empty_noise(shapes: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Zeroed (f(ε_in), f(ε_out)) arrays for noisy layers of these (in, out) shapes, for `factorized_noise` to fill."""
+  return [(np.zeros(n_in, np.float32), np.zeros(n_out, np.float32)) for n_in, n_out in shapes]
 
 
 def factorized_noise(rng: np.random.Generator, shapes: Sequence[tuple[int, int]],
