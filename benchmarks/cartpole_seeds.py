@@ -18,15 +18,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from tinydqn.sweep import parse_seeds  # "0-9", "0,3,5": the same syntax as `tinydqn sweep --seeds`
+
 SOLVED = 475.0
-
-
-def parse_seeds(text: str) -> list[int]:
-  seeds: list[int] = []
-  for part in text.split(","):
-    lo, _, hi = part.partition("-")
-    seeds += list(range(int(lo), int(hi or lo) + 1))
-  return seeds
 
 
 def parse_value(text: str):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import cartpole_seeds
+from tinydqn.sweep import parse_seeds
 
 VARIANTS = {  # name: (preset applied on top of the env's, config overrides)
   "plain": (None, {}),
@@ -58,10 +59,10 @@ def main() -> None:
   ap.add_argument("--seeds", default="0-9")
   ap.add_argument("--solved", type=float, default=475.0, help="greedy mean return that counts as solved")
   ap.add_argument("--jobs", type=int, default=2)
-  ap.add_argument("--out", default=None, help="[default: benchmarks/results/ablation/ENV]")
+  ap.add_argument("--out", default=None, help="[default: results/ablation/ENV beside this script]")
   args = ap.parse_args()
-  out = args.out or f"benchmarks/results/ablation/{args.env}"
-  variants, seeds = args.variants.split(","), cartpole_seeds.parse_seeds(args.seeds)
+  out = args.out or str(Path(__file__).parent / "results" / "ablation" / args.env)
+  variants, seeds = args.variants.split(","), parse_seeds(args.seeds)
   unknown = set(variants) - set(VARIANTS)
   if unknown: ap.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
   jobs = [(args.env, v, s, out, args.solved) for s in seeds for v in variants]  # seed-major: variants alternate
