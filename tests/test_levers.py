@@ -1,4 +1,5 @@
-"""tinygrad's opt-in CPU levers must not change results: HCQ2=1 trains bit-identically to the stock path."""
+"""tinygrad's opt-in CPU levers must not change results: HCQ2=1 trains bit-identically to the stock path, with
+bursts of gradient steps fused into one jitted call."""
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ RUN = """
 import hashlib
 from tinydqn.config import Config
 from tinydqn.train import train
-config = Config(env_id="CartPole-v1", seed=2, total_timesteps=1500, learning_starts=200, train_freq=4, batch_size=32,
-                net_arch=(32, 32), target_update_interval=100, eval_freq=500, eval_episodes=2, checkpoint_freq=0)
+config = Config(env_id="CartPole-v1", seed=2, total_timesteps=1500, learning_starts=200, batch_size=32, train_freq=8,
+                gradient_steps=4, net_arch=(32, 32), target_update_interval=100, eval_freq=500, eval_episodes=2,
+                checkpoint_freq=0)
 result = train(config, sys.argv[1], progress=False)
 weights = (result.run_dir / "checkpoints" / "final.safetensors").read_bytes()
 print(hashlib.sha256(weights).hexdigest(), result.final_eval.mean_return)
@@ -27,3 +29,31 @@ def test_lever_gives_bit_identical_training(tmp_path, lever):
     assert proc.returncode == 0, proc.stderr
     outputs.append(proc.stdout.strip().splitlines()[-1])
   assert outputs[0] == outputs[1]
+
+
+LEVERS_SET = """
+import os, sys
+from tinydqn.fast import use_fast_kernels
+print(sorted(use_fast_kernels(sys.argv[1] if len(sys.argv) > 1 else None).items()))
+import tinygrad
+try: use_fast_kernels()
+except RuntimeError as e: print("refused after import")
+"""
+
+
+BOTH = "[('BEAM', '2'), ('HCQ2', '1')]"
+
+
+@pytest.mark.parametrize("device, expected", [(None, BOTH), ("CPU", BOTH), ("CUDA", "[('BEAM', '2')]")])
+def test_fast_sets_the_levers_before_tinygrad_starts(device, expected):
+  env = {k: v for k, v in os.environ.items() if k not in ("HCQ2", "BEAM", "DEV")}
+  proc = subprocess.run([sys.executable, "-c", LEVERS_SET, *([device] if device else [])], env=env, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines() == [expected, "refused after import"]
+
+
+def test_a_value_the_user_set_wins():
+  env = {**{k: v for k, v in os.environ.items() if k not in ("HCQ2", "DEV")}, "BEAM": "0"}
+  proc = subprocess.run([sys.executable, "-c", LEVERS_SET], env=env, capture_output=True, text=True, timeout=120)
+  assert proc.stdout.splitlines()[0] == "[('BEAM', '0'), ('HCQ2', '1')]", proc.stderr

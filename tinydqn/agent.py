@@ -98,22 +98,29 @@ class DQNAgent:
       # fused: the optimizer keeps its state for all parameters in one buffer (8 fewer kernels per update)
       self.optimizer = Adam(params, lr=config.learning_rate, fused=True) if config.optimizer == "adam" else \
           RMSprop(params, lr=config.learning_rate, fused=True)
-      # Jit inputs, preallocated once: the sampler writes into `self.batch`, the jit reads the tensors.
+      # Jit inputs, preallocated once: the sampler writes into `self.batches[k]`, the jit reads the tensors.
+      # A fused call takes `fuse` minibatches (and noise draws), each in its own buffers: the steps' kernels are
+      # then the single step's kernels on other buffers (same code, same kernel-search cache entries).
       host = Batch.empty(config.batch_size, obs_shape, obs_dtype)
       self._online_noise_shapes = [layer.shape for layer in self.online.noisy_layers()]
       self._noise_shapes = self._online_noise_shapes * 2  # online's, then target's
-      staged = [*vars(host).values(), *(a for pair in empty_noise(self._noise_shapes) for a in pair)]
-      self._inputs = [Tensor(a, device=self.device).contiguous().realize() for a in staged]
+      self.fuse = self._fused_steps_per_call(config)
+      def step_inputs() -> list[np.ndarray]:
+        return [*(a.copy() for a in vars(host).values()), *(a for pair in empty_noise(self._noise_shapes) for a in pair)]
+      staged = [step_inputs() for _ in range(self.fuse)]
+      self._inputs = [[Tensor(a, device=self.device).contiguous().realize() for a in step] for step in staged]
       self._support = Tensor(self.support, device=self.device).realize() if self.support is not None else None
       Tensor.realize(*self._optimizer_state().values())
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
-    self._host = [cpu_view(t) for t in self._inputs] if self._zero_copy else staged
+    self._host = [[cpu_view(t) for t in step] for step in self._inputs] if self._zero_copy else staged
     n_batch = len(vars(host))
-    self.batch = Batch(*self._host[:n_batch])
-    self.noise = list(zip(self._host[n_batch::2], self._host[n_batch + 1::2]))
+    self.batches = [Batch(*step[:n_batch]) for step in self._host]
+    self.noises = [list(zip(step[n_batch::2], step[n_batch + 1::2])) for step in self._host]
+    self.batch, self.noise = self.batches[0], self.noises[0]  # what `update` trains on
     self._act_noise = empty_noise(self._online_noise_shapes)
     self._update = TinyJit(self._update_step)
+    self._update_fused = TinyJit(self._fused_steps) if self.fuse > 1 else None
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
     self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
@@ -152,6 +159,22 @@ class DQNAgent:
       Tensor.realize(stats, priorities, *self.optimizer.schedule_step())
     return stats, priorities
 
+  @staticmethod
+  def _fused_steps_per_call(config: Config) -> int:
+    """How many gradient steps of a burst share one jitted call: the largest divisor of `gradient_steps` up to
+    `fused_updates`, so every burst splits into whole calls. Prioritized replay needs each step's priorities
+    before the next minibatch is drawn, so it takes one step per call."""
+    if config.prioritized: return 1
+    steps = config.gradient_steps
+    return max(k for k in range(1, min(config.fused_updates, steps) + 1) if steps % k == 0)
+
+  def _fused_steps(self, *flat: Tensor) -> tuple[Tensor, ...]:
+    """`fuse` gradient steps in a row, step k on the k-th staged minibatch: each step is realized before the next
+    is built, so the kernels, and the numbers, are those of `fuse` separate calls."""
+    per_step = len(flat) // self.fuse
+    outputs = [self._update_step(*flat[k * per_step:(k + 1) * per_step]) for k in range(self.fuse)]
+    return outputs[-1][0], *(priorities for _, priorities in outputs)
+
   def _clip_grad_norm(self, max_norm: float) -> None:
     params = self.optimizer.params
     norm = Tensor.stack(*[p.grad.square().sum() for p in params]).sum().sqrt()
@@ -164,13 +187,35 @@ class DQNAgent:
     `self.last_priorities` then holds each sample's |TD error| (C51: its cross-entropy) for prioritized replay:
     with host views a view of the jit's output buffer, valid until the next step."""
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
-    if not self._zero_copy:
-      for t, a in zip(self._inputs, self._host): t.assign(Tensor(a, device=self.device))
-      Tensor.realize(*self._inputs)
-    stats, priorities = self._update(*self._inputs)
+    self._stage(self._inputs[:1], self._host[:1])
+    stats, priorities = self._update(*self._inputs[0])
     self._settle()
     self.last_priorities = cpu_view(priorities) if self._zero_copy else priorities.numpy()
     return stats
+
+  def updates(self, count: int, sample: Callable[[Batch], object], rng: np.random.Generator | None = None) -> Tensor:
+    """`count` gradient steps, each on a minibatch that `sample(batch)` writes into the batch it is given (then,
+    with noisy nets, fresh noise from `rng`), in that order: the same draws and the same numbers as `count` calls
+    of `update`. Whole groups of `self.fuse` steps run as one jitted call. Returns the last step's [loss, mean Q]."""
+    stats, fused_calls = None, count // self.fuse if self.fuse > 1 else 0
+    for _ in range(fused_calls):
+      for batch, noise in zip(self.batches, self.noises):
+        sample(batch)
+        if rng is not None and noise: factorized_noise(rng, self._noise_shapes, noise)
+      self._stage(self._inputs, self._host)
+      stats, *_ = self._update_fused(*(t for step in self._inputs for t in step))
+      self._settle()
+    for _ in range(count - fused_calls * self.fuse):
+      sample(self.batch)
+      stats = self.update(rng)
+    return stats
+
+  def _stage(self, inputs: list[list[Tensor]], host: list[list[np.ndarray]]) -> None:
+    """Without host views, copy the staged numpy arrays into the jit's input tensors."""
+    if self._zero_copy: return
+    for ts, arrays in zip(inputs, host):
+      for t, a in zip(ts, arrays): t.assign(Tensor(a, device=self.device))
+    Tensor.realize(*(t for ts in inputs for t in ts))
 
   def _settle(self) -> None:
     """With host views, wait for the device: numpy is about to read the weights or overwrite the batch, and

@@ -204,10 +204,13 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
       # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
       if state.step > config.learning_starts and (rounds := crossings(config.train_freq, before, state.step)):
         if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, state.step))
-        for _ in range(rounds * config.gradient_steps):
-          drawn = memory.sample_into(agent.batch, rng, beta_at(config, state.step))
-          pending = agent.update(rng)
-          if config.prioritized: memory.update_priorities(drawn, agent.last_priorities)
+        beta = beta_at(config, state.step)
+        if config.prioritized:  # each step's priorities are written back before the next minibatch is drawn
+          for _ in range(rounds * config.gradient_steps):
+            drawn = memory.sample_into(agent.batch, rng, beta)
+            pending = agent.update(rng)
+            memory.update_priorities(drawn, agent.last_priorities)
+        else: pending = agent.updates(rounds * config.gradient_steps, lambda batch: memory.sample_into(batch, rng), rng)
       # Every C steps, Q̂ ← Q (or Polyak averaging with τ < 1).
       for _ in range(crossings(config.target_update_interval, before, state.step)): agent.sync_target()
       if config.eval_freq and crossings(config.eval_freq, before, state.step): last_eval = (state.step, run_eval())

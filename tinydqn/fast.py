@@ -1,0 +1,28 @@
+"""Opt-in speed levers of tinygrad that are read once, when tinygrad is imported (so they cannot be config fields).
+
+- `HCQ2=1`: tinygrad's command queue for the CPU; a whole jitted call is one submission instead of one Python
+  launch per kernel. Experimental in tinygrad: CPU only here (it is not applied when another device is named).
+- `BEAM=2`: tinygrad's kernel search. The first run for a network shape times candidate kernels (minutes on two
+  cores); the choice is cached per machine, and later runs start at once. Searched kernels may round differently
+  from the stock ones, so a run is reproducible with the same kernel cache, not across machines.
+
+Measured on the reference 2-core CPU: about 2× faster gradient steps (BENCHMARKS.md, "The gradient step").
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+LEVERS = {"HCQ2": "1", "BEAM": "2"}
+
+
+def use_fast_kernels(device: str | None = None) -> dict[str, str]:
+  """Sets the levers in the environment (values already set by the user win) and returns what is now set. Must run
+  before tinygrad is first imported; `device` (or DEV) naming a non-CPU device leaves HCQ2 out."""
+  if "tinygrad" in sys.modules:
+    raise RuntimeError("use_fast_kernels() must run before tinygrad is imported (it reads HCQ2 and BEAM at import)")
+  named = (device or os.environ.get("DEV") or "CPU").split(":")[0].upper()
+  for name, value in LEVERS.items():
+    if name == "HCQ2" and named != "CPU": continue
+    os.environ.setdefault(name, value)
+  return {name: os.environ[name] for name in LEVERS if name in os.environ}
