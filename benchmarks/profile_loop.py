@@ -35,18 +35,26 @@ CONFIGS = {
               exploration_fraction=0.16, exploration_final_eps=0.04, net_arch=(256, 256), eval_freq=0),
 }
 PHASES = [("env step", SyncVectorEnv, "step"), ("act", DQNAgent, "act"), ("store", ReplayBuffer, "add"),
-          ("sample", ReplayBuffer, "sample_into"), ("update", DQNAgent, "update"), ("target sync", DQNAgent, "sync_target"),
-          ("logging", CsvLog, "write"), ("logging", Progress, "update"), ("evaluation", train_module, "evaluate")]
+          ("sample", ReplayBuffer, "sample_into"), ("update", DQNAgent, "update"), ("update", DQNAgent, "updates"),
+          ("target sync", DQNAgent, "sync_target"), ("logging", CsvLog, "write"), ("logging", Progress, "update"),
+          ("evaluation", train_module, "evaluate")]
 
 
 def instrument(totals: dict[str, float]) -> None:
+  """Wraps each phase's call; a phase's time excludes the phases called inside it (a fused burst of updates
+  draws its minibatches through `sample_into`, which is billed to "sample")."""
+  inner: list[float] = []  # per active timed call: seconds spent in timed calls nested inside it
   for phase, owner, name in PHASES:
     original = getattr(owner, name)
     def timed(*args, _original=original, _phase=phase, **kwargs):
+      inner.append(0.0)
       t = time.perf_counter()
       out = _original(*args, **kwargs)
       if _phase == "update": Device[args[0].device].synchronize()
-      totals[_phase] += time.perf_counter() - t
+      elapsed = time.perf_counter() - t
+      nested = inner.pop()
+      totals[_phase] += elapsed - nested
+      if inner: inner[-1] += elapsed
       return out
     setattr(owner, name, timed)
 
