@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tinydqn.agent import DQNAgent
+from tinydqn.buffers import ReplayBuffer
 from tinydqn.envs import last_observations
 from tinydqn.config import Config, make_config
 from tinydqn.train import linear_epsilon, train
@@ -53,20 +54,20 @@ def test_final_observation_of_a_reset_env_is_stored():
 
 @pytest.mark.parametrize("num_envs", [1, 4])
 def test_updates_per_env_step_do_not_depend_on_num_envs(tmp_path, monkeypatch, num_envs):
-  calls = {"update": 0, "sync": 0}
-  original_update, original_sync = DQNAgent.update, DQNAgent.sync_target
+  calls = {"minibatch": 0, "sync": 0}  # one minibatch per gradient step, fused into one jitted call or not
+  original_sample, original_sync = ReplayBuffer.sample_into, DQNAgent.sync_target
   def count(name, fn):
     def wrapped(self, *args):
       calls[name] += 1
       return fn(self, *args)
     return wrapped
-  monkeypatch.setattr(DQNAgent, "update", count("update", original_update))
+  monkeypatch.setattr(ReplayBuffer, "sample_into", count("minibatch", original_sample))
   monkeypatch.setattr(DQNAgent, "sync_target", count("sync", original_sync))
   config = make_config("CartPole-v1", num_envs=num_envs, **{**FAST, "total_timesteps": 400, "learning_starts": 100,
                                                             "train_freq": 10, "gradient_steps": 2,
                                                             "target_update_interval": 50})
   result = train(config, tmp_path / "run", progress=False)
-  assert calls == {"update": 2 * 30, "sync": 8}  # trains at steps 110..400, syncs at 50..400
+  assert calls == {"minibatch": 2 * 30, "sync": 8}  # trains at steps 110..400, syncs at 50..400
   rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
   assert rows and all(int(r["episodic_length"]) >= 8 for r in rows)  # CartPole cannot end sooner
   assert sum(int(r["episodic_length"]) for r in rows) <= 400
