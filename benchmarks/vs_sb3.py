@@ -9,7 +9,10 @@ PNG of greedy return against training wall-clock.
     .venv/bin/python benchmarks/vs_sb3.py zoo         # SB3's own zoo CartPole config in both libraries
     .venv/bin/python benchmarks/vs_sb3.py solve       # each library's best CartPole preset: time to solve
     .venv/bin/python benchmarks/vs_sb3.py cleanrl     # CleanRL's dqn.py CartPole config: env steps/s
-    .venv/bin/python benchmarks/vs_sb3.py zoo --tinydqn-env HCQ2=1,BEAM=2   # with tinygrad's opt-in levers
+    .venv/bin/python benchmarks/vs_sb3.py zoo --tinydqn-env HCQ2=1,BEAM=2   # tinygrad's levers, as `train --fast`
+
+With BEAM in --tinydqn-env, one short untimed tinydqn run first fills tinygrad's kernel-search cache for the
+config's shapes (a one-off cost per machine, printed), so no timed run pays for the search.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +50,16 @@ def run(library: str, config: dict, seed: int, env: dict[str, str]) -> dict:
     cmd = [str(SB3_PYTHON), str(HERE / "sb3_runner.py"), json.dumps(cfg)]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
   return json.loads(out.strip().splitlines()[-1])
+
+
+def warm_kernel_cache(config: dict, env: dict[str, str]) -> None:
+  """A few bursts of the config's gradient steps, so that tinygrad's kernel search runs (and is cached) here."""
+  short = {**config, "total_timesteps": config["learning_starts"] + 3 * config["train_freq"] + 1,
+           "exploration_fraction": 0.0}
+  start = time.perf_counter()
+  r = run("tinydqn", short, 0, env)
+  print(f"kernel cache warm-up ({' '.join(f'{k}={v}' for k, v in env.items())}): {time.perf_counter() - start:.0f} s "
+        f"(train {r['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
 
 
 def tinydqn_preset(name: str, **overrides) -> dict:
@@ -119,6 +133,7 @@ def main() -> None:
   tiny_env = dict(kv.split("=", 1) for kv in args.tinydqn_env.split(",") if kv)
   if tiny_env: configs = {f"tinydqn ({' '.join(f'{k}={v}' for k, v in tiny_env.items())})": configs["tinydqn"],
                           "sb3": configs["sb3"]}
+  if "BEAM" in tiny_env: warm_kernel_cache(configs[next(iter(configs))], tiny_env)
   seeds = range(args.seeds or {"zoo": 5, "solve": 10, "cleanrl": 3}[args.comparison])
   results: dict[str, list[dict]] = {lib: [] for lib in configs}
   for seed in seeds:  # alternate so drifting machine load hits both libraries alike
