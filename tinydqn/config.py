@@ -178,15 +178,29 @@ def preset_names() -> list[str]:
                 if p.name.endswith(".toml"))
 
 
-def load_preset(name: str) -> dict[str, Any]:
-  """The field values a preset sets (its env_id included, unless it is a modifier)."""
+def _read_preset(name: str) -> dict[str, Any]:
   if name not in preset_names():
     close = difflib.get_close_matches(name, preset_names(), n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(preset_names())}"
     raise UserError(f"unknown preset {name!r}{hint}")
-  values = tomllib.loads(resources.files("tinydqn.presets").joinpath(f"{name}.toml").read_text())
+  return tomllib.loads(resources.files("tinydqn.presets").joinpath(f"{name}.toml").read_text())
+
+
+def _fields(table: dict[str, Any]) -> dict[str, Any]:
+  values = {k: v for k, v in table.items() if not isinstance(v, dict)}
   if "net_arch" in values: values["net_arch"] = tuple(values["net_arch"])
   return values
+
+
+def load_preset(name: str) -> dict[str, Any]:
+  """The field values a preset sets (its env_id included, unless it is a modifier); not its modifier tables."""
+  return _fields(_read_preset(name))
+
+
+def modifier_tables(name: str) -> dict[str, dict[str, Any]]:
+  """An env preset's values for modifier presets: its TOML table `[rainbow]` holds what this environment needs
+  with `--preset rainbow` (learning rate, schedule, support ...), values that depend on both and so belong to neither."""
+  return {k: _fields(v) for k, v in _read_preset(name).items() if isinstance(v, dict)}
 
 
 def preset_for_env(env_id: str) -> str | None:
@@ -206,8 +220,10 @@ def presets_for(env_id: str | None, preset: str | None) -> list[str]:
 
 
 def make_config(env_id: str | None = None, preset: str | None = None, **overrides: Any) -> Config:
-  """Defaults, then the preset(s) (see `presets_for`), then the overrides, then validation."""
-  values: dict[str, Any] = {}
-  for name in presets_for(env_id, preset): values.update(load_preset(name))
+  """Defaults, then the preset(s) (see `presets_for`), then the env preset's table for the modifier (e.g. the
+  `[rainbow]` table of cartpole.toml), then the overrides, then validation."""
+  names, values = presets_for(env_id, preset), {}
+  for name in names: values.update(load_preset(name))
+  if len(names) == 2: values.update(modifier_tables(names[0]).get(names[1], {}))
   if env_id is not None: values["env_id"] = env_id
   return Config().replace(**{**values, **overrides})
