@@ -54,6 +54,16 @@ def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tenso
   return (next_probs.unsqueeze(2) * closeness).sum(axis=1).detach()
 
 
+def _flat(pairs: list[tuple]) -> list:
+  """Noise pairs [(f(ε_in), f(ε_out)), ...] as one flat list, the form jitted functions take them in."""
+  return [a for pair in pairs for a in pair]
+
+
+def _pairs(flat: list | tuple) -> list[tuple]:
+  """The inverse of `_flat`."""
+  return list(zip(flat[0::2], flat[1::2]))
+
+
 class RMSprop(Optimizer):
   """Centered RMSProp as in the Nature DQN: decay 0.95, ε = 0.01 inside the square root."""
 
@@ -106,7 +116,7 @@ class DQNAgent:
       self._noise_shapes = self._online_noise_shapes * 2  # online's, then target's
       self.fuse = self._fused_steps_per_call(config)
       def step_inputs() -> list[np.ndarray]:
-        return [*(a.copy() for a in vars(host).values()), *(a for pair in empty_noise(self._noise_shapes) for a in pair)]
+        return [*(a.copy() for a in vars(host).values()), *_flat(empty_noise(self._noise_shapes))]
       staged = [step_inputs() for _ in range(self.fuse)]
       self._inputs = [[Tensor(a, device=self.device).contiguous().realize() for a in step] for step in staged]
       self._support = Tensor(self.support, device=self.device).realize() if self.support is not None else None
@@ -116,11 +126,12 @@ class DQNAgent:
     self._host = [[cpu_view(t) for t in step] for step in self._inputs] if self._zero_copy else staged
     n_batch = len(vars(host))
     self.batches = [Batch(*step[:n_batch]) for step in self._host]
-    self.noises = [list(zip(step[n_batch::2], step[n_batch + 1::2])) for step in self._host]
+    self.noises = [_pairs(step[n_batch:]) for step in self._host]
     self.batch, self.noise = self.batches[0], self.noises[0]  # what `update` trains on
     self._act_noise = empty_noise(self._online_noise_shapes)
     self._update = TinyJit(self._update_step)
     self._update_fused = TinyJit(self._fused_steps) if self.fuse > 1 else None
+    self._fused_inputs = [t for step in self._inputs for t in step]  # the fused call's arguments, in order
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
     self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
@@ -130,7 +141,7 @@ class DQNAgent:
   def _update_step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, discounts: Tensor,
                    weights: Tensor, *noise: Tensor) -> tuple[Tensor, Tensor]:
     cfg = self.config
-    pairs = list(zip(noise[0::2], noise[1::2]))
+    pairs = _pairs(noise)
     online_noise, target_noise = (pairs[:len(pairs) // 2], pairs[len(pairs) // 2:]) if pairs else (None, None)
     with Context(TRAINING=1):
       self.optimizer.zero_grad()
@@ -203,7 +214,7 @@ class DQNAgent:
         sample(batch)
         if rng is not None and noise: factorized_noise(rng, self._noise_shapes, noise)
       self._stage(self._inputs, self._host)
-      stats, *_ = self._update_fused(*(t for step in self._inputs for t in step))
+      stats, *_ = self._update_fused(*self._fused_inputs)
       self._settle()
     for _ in range(count - fused_calls * self.fuse):
       sample(self.batch)
@@ -243,15 +254,15 @@ class DQNAgent:
     if self._numpy_q is not None: return self._numpy_q(obs, noise)
     key = (obs.shape[0], noise is not None)
     if key not in self._jit_q:
-      arrays = [np.zeros_like(obs), *(a for pair in (noise or []) for a in pair)]
+      arrays = [np.zeros_like(obs), *_flat(noise or [])]
       staged = [Tensor(a, device=self.device).contiguous().realize() for a in arrays]
       def forward(x: Tensor, *flat: Tensor) -> Tensor:
-        out = self.online(x, list(zip(flat[0::2], flat[1::2])) if flat else None)
+        out = self.online(x, _pairs(flat) if flat else None)
         if self.support is not None: out = (out.softmax(axis=2) * self._support).sum(axis=2)
         return out.realize()
       self._jit_q[key] = (staged, TinyJit(forward))
     staged, forward = self._jit_q[key]
-    for t, a in zip(staged, [obs, *(a for pair in (noise or []) for a in pair)]): t.assign(Tensor(a, device=self.device))
+    for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(Tensor(a, device=self.device))
     Tensor.realize(*staged)
     return forward(*staged).numpy()
 
