@@ -173,7 +173,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
       bar.write(f"step {state.step}: snapshot {path.name} written ({size / 2**20:.1f} MiB, replay memory included: "
                 f"{config.checkpoint_buffer})")
 
-  with _stop_on_signals() as stop:
+  with _stop_on_signals() as stop, tb:  # tb: its event file is flushed however the loop ends
     while state.step < config.total_timesteps:
       # With probability ε select a random action, otherwise a_t = argmax_a Q(φ(s_t), a; θ).
       epsilon = linear_epsilon(config, state.step)
