@@ -94,6 +94,18 @@ def test_optimizers_reduce_the_loss_on_a_fixed_batch(small_config, optimizer):
   assert losses[-1] < 0.5 * losses[0]
 
 
+def test_adam_eps_sets_the_size_of_the_first_step(small_config):
+  """Adam's first step moves each weight by lr·g/(|g| + ε): ≈ lr when ε is tiny, far less when ε dwarfs |g|."""
+  moves = {}
+  for eps in (1e-8, 1e3):
+    agent = make_agent(small_config.replace(learning_rate=1e-2, adam_eps=eps))
+    before = params_numpy(agent.online)
+    step(agent, np.random.default_rng(0), filled_buffer())
+    moves[eps] = max(np.abs(a - b).max() for a, b in zip(params_numpy(agent.online), before))
+  assert moves[1e-8] == pytest.approx(1e-2, rel=1e-3)
+  assert moves[1e3] < 1e-5
+
+
 def test_epsilon_greedy(small_config):
   agent = make_agent(small_config)
   obs = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)

@@ -106,7 +106,7 @@ class DQNAgent:
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
       # fused: the optimizer keeps its state for all parameters in one buffer (8 fewer kernels per update)
-      self.optimizer = Adam(params, lr=config.learning_rate, fused=True) if config.optimizer == "adam" else \
+      self.optimizer = Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=True) if config.optimizer == "adam" else \
           RMSprop(params, lr=config.learning_rate, fused=True)
       # Jit inputs, preallocated once: the sampler writes into `self.batches[k]`, the jit reads the tensors.
       # A fused call takes `fuse` minibatches (and noise draws), each in its own buffers: the steps' kernels are

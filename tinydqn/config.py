@@ -62,6 +62,8 @@ class Config:
   loss: str = _doc("TD loss: 'mse' (equation 3 of the paper) or 'huber' (Nature DQN's clipped error).",
                    default="huber")
   optimizer: str = _doc("'adam' or 'rmsprop' (Nature DQN: decay 0.95, eps 0.01).", default="adam")
+  adam_eps: float = _doc("Adam's epsilon, added to the root of its second moment (torch's and SB3's default 1e-8; "
+                         "Rainbow: 1.5e-4).", default=1e-8)
   # Rainbow components (Hessel et al. 2018), each a switch
   n_step: int = _doc("Multi-step returns: sum this many discounted rewards before bootstrapping with gamma^n.",
                      default=1)
@@ -126,6 +128,7 @@ class Config:
     if self.loss not in ("mse", "huber"): _invalid(f"loss must be 'mse' or 'huber', got {self.loss!r}")
     if self.learning_rate_schedule not in ("constant", "linear"):
       _invalid(f"learning_rate_schedule must be 'constant' or 'linear', got {self.learning_rate_schedule!r}")
+    if not self.adam_eps > 0: _invalid(f"adam_eps must be > 0, got {self.adam_eps}")
     if self.optimizer not in ("adam", "rmsprop"):
       _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
     if not 0.0 <= self.alpha <= 1.0: _invalid(f"alpha must be in [0, 1], got {self.alpha}")
