@@ -7,6 +7,7 @@ threshold, and the wall-clock cost per env step relative to plain DQN. Finished 
 
     python benchmarks/rainbow_ablation.py                                   # CartPole-v1, all variants, seeds 0-9
     python benchmarks/rainbow_ablation.py --env Acrobot-v1 --solved -100 --variants plain,rainbow --seeds 0-2
+    python benchmarks/rainbow_ablation.py --variants rainbow --seeds 0,1,4,5 --set adam_eps=1.5e-4
 """
 from __future__ import annotations
 
@@ -33,13 +34,13 @@ VARIANTS = {  # name: (preset applied on top of the env's, config overrides)
 }
 
 
-def run(env_id: str, variant: str, seed: int, out: str, threshold: float) -> dict:
+def run(env_id: str, variant: str, seed: int, out: str, threshold: float, extra: dict) -> dict:
   folder = Path(out) / variant
   done = folder / f"seed{seed}" / "row.json"
   if done.exists(): return json.loads(done.read_text())
   cartpole_seeds.SOLVED = threshold
   preset, overrides = VARIANTS[variant]
-  row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, overrides, seed, str(folder), 20)}
+  row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, {**overrides, **extra}, seed, str(folder), 20)}
   done.write_text(json.dumps(row))
   return row
 
@@ -59,18 +60,21 @@ def main() -> None:
   ap.add_argument("--seeds", default="0-9")
   ap.add_argument("--solved", type=float, default=475.0, help="greedy mean return that counts as solved")
   ap.add_argument("--jobs", type=int, default=2)
-  ap.add_argument("--out", default=None, help="[default: results/ablation/ENV beside this script]")
+  ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                  help="config override for every variant (JSON value), e.g. adam_eps=1.5e-4")
+  ap.add_argument("--out", default=None, help="[default: results/ablation/ENV beside this script, +FIELD=VALUE per --set]")
   args = ap.parse_args()
-  out = args.out or str(Path(__file__).parent / "results" / "ablation" / args.env)
+  extra = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+  out = args.out or str(Path(__file__).parent / "results" / "ablation" / "+".join([args.env, *args.set]))
   variants, seeds = args.variants.split(","), parse_seeds(args.seeds)
   unknown = set(variants) - set(VARIANTS)
   if unknown: ap.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-  jobs = [(args.env, v, s, out, args.solved) for s in seeds for v in variants]  # seed-major: variants alternate
+  jobs = [(args.env, v, s, out, args.solved, extra) for s in seeds for v in variants]  # seed-major: variants alternate
   with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
     rows = list(pool.map(run, *zip(*jobs)))
   by_variant = {v: [r for r in rows if r["variant"] == v] for v in variants}
   plain_cost = statistics.median(1 / r["sps"] for r in by_variant["plain"]) if "plain" in by_variant else None
-  print(f"\n{args.env}, seeds {args.seeds}, solved = greedy mean >= {args.solved:g}, {args.jobs} runs in parallel\n")
+  print(f"\n{args.env} {' '.join(args.set)}, seeds {args.seeds}, solved = greedy mean >= {args.solved:g}, {args.jobs} runs in parallel\n")
   print("| variant | seeds | final return: median [IQR] | ending solved | first solve step: median [IQR] "
         "| never solved | s per 1k env steps | cost vs plain |")
   print("|---|---:|---:|---:|---:|---:|---:|---:|")
