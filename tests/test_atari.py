@@ -32,7 +32,7 @@ def test_nature_cnn_shape_and_uint8_scaling():
 
 def test_minatar_cnn_takes_channels_last_booleans_and_noisy_layers_in_order():
   Tensor.manual_seed(0)
-  net = QNetwork(MinAtarCNN((10, 10, 4), noisy=True), 3, dueling=True, noisy=True)
+  net = QNetwork(MinAtarCNN((10, 10, 4), sigma0=0.5), 3, dueling=True, sigma0=0.5)
   assert [layer.shape for layer in net.noisy_layers()] == [(16 * 8 * 8, 128), (128, 3), (128, 1)]
   obs = np.random.default_rng(0).random((5, 10, 10, 4)) < 0.3
   assert net(Tensor(obs)).numpy().shape == (5, 3)

@@ -159,6 +159,17 @@ def test_noisy_linear_is_mean_plus_factorised_noise():
                              atol=1e-6)
 
 
+@pytest.mark.parametrize("sigma0", [0.5, 0.1])
+def test_noisy_layers_start_at_sigma0_over_root_fan_in(small_config, sigma0):
+  agent = make_agent(small_config.replace(noisy=True, noisy_sigma0=sigma0))
+  layers = agent.online.noisy_layers()
+  assert len(layers) == 3  # two hidden layers and the head: none is left plain
+  for layer in layers:
+    fan_in = layer.shape[0]
+    np.testing.assert_allclose(layer.weight_sigma.numpy(), sigma0 / np.sqrt(fan_in), rtol=1e-6)
+    np.testing.assert_allclose(layer.bias_sigma.numpy(), sigma0 / np.sqrt(fan_in), rtol=1e-6)
+
+
 def test_noisy_acting_draws_fresh_noise_and_numpy_equals_tinygrad(small_config):
   config = small_config.replace(noisy=True, dueling=True)
   agent, tinygrad_only = make_agent(config), make_agent(config, host_views=False)

@@ -11,7 +11,7 @@ from tinygrad.nn.state import get_state_dict
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
-                              has_numpy_forward)
+                              has_numpy_forward, noisy_sigma0)
 
 
 def td_target(rewards: Tensor, discounts: Tensor, next_q_target: Tensor, next_q_online: Tensor | None = None) -> Tensor:
@@ -99,7 +99,7 @@ class DQNAgent:
     atoms = config.atoms if config.distributional else 1
     self.support = np.linspace(config.v_min, config.v_max, atoms, dtype=np.float32) if atoms > 1 else None
     def network() -> QNetwork:
-      return QNetwork(build_torso(config, obs_shape), n_actions, config.dueling, atoms, config.noisy)
+      return QNetwork(build_torso(config, obs_shape), n_actions, config.dueling, atoms, noisy_sigma0(config))
     with Context(DEV=self.device):
       self.online, self.target = network(), network()
       Tensor.realize(*self.online.parameters(), *self.target.parameters())

@@ -74,8 +74,10 @@ class Config:
                      default=0.4)
   priority_eps: float = _doc("Prioritized replay: added to |TD error| so no transition has priority 0.",
                              default=1e-6)
-  noisy: bool = _doc("Noisy nets (Fortunato et al. 2018): factorised Gaussian dense layers, sigma0 0.5; "
-                     "exploration comes from the noise, so epsilon is 0.", default=False)
+  noisy: bool = _doc("Noisy nets (Fortunato et al. 2018): factorised Gaussian dense layers; exploration comes from "
+                     "the noise, so epsilon is 0.", default=False)
+  noisy_sigma0: float = _doc("Noisy nets: sigma0, the noise scale each layer starts at (times 1/sqrt(fan_in)); "
+                             "the papers' 0.5.", default=0.5)
   distributional: bool = _doc("C51 (Bellemare et al. 2017): a categorical return distribution over atoms, "
                               "cross-entropy loss (the 'loss' field is then unused).", default=False)
   atoms: int = _doc("C51: number of atoms of the support.", default=51)
@@ -128,6 +130,7 @@ class Config:
     if self.loss not in ("mse", "huber"): _invalid(f"loss must be 'mse' or 'huber', got {self.loss!r}")
     if self.learning_rate_schedule not in ("constant", "linear"):
       _invalid(f"learning_rate_schedule must be 'constant' or 'linear', got {self.learning_rate_schedule!r}")
+    if not self.noisy_sigma0 > 0: _invalid(f"noisy_sigma0 must be > 0, got {self.noisy_sigma0}")
     if not self.adam_eps > 0: _invalid(f"adam_eps must be > 0, got {self.adam_eps}")
     if self.optimizer not in ("adam", "rmsprop"):
       _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")

@@ -18,12 +18,12 @@ class NatureCNN:
   over a channels-first stack of frames (4×84×84). uint8 frames are scaled to [0, 1] here, so the replay
   memory and the jit inputs stay uint8 (4× less to store and to copy)."""
 
-  def __init__(self, obs_shape: tuple[int, ...], noisy: bool = False):
+  def __init__(self, obs_shape: tuple[int, ...], sigma0: float = 0.0):
     c, h, w = obs_shape
     self.convs = [nn.Conv2d(c, 32, 8, stride=4), nn.Conv2d(32, 64, 4, stride=2), nn.Conv2d(64, 64, 3, stride=1)]
     for k, s in ((8, 4), (4, 2), (3, 1)): h, w = _out(h, k, s), _out(w, k, s)
     if h < 1 or w < 1: raise UserError(f"nature_cnn needs frames of at least 36×36, got {obs_shape}")
-    self.hidden = dense(64 * h * w, 512, noisy)
+    self.hidden = dense(64 * h * w, 512, sigma0)
     self.features = 512
 
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
@@ -36,10 +36,10 @@ class MinAtarCNN:
   """Young & Tian 2019: one conv 16×3×3 stride 1 and a dense layer of 128, ReLU, over MinAtar's channels-last
   10×10×k boolean frames (transposed here to channels first)."""
 
-  def __init__(self, obs_shape: tuple[int, ...], noisy: bool = False):
+  def __init__(self, obs_shape: tuple[int, ...], sigma0: float = 0.0):
     h, w, c = obs_shape
     self.conv = nn.Conv2d(c, 16, 3, stride=1)
-    self.hidden = dense(16 * _out(h, 3, 1) * _out(w, 3, 1), 128, noisy)
+    self.hidden = dense(16 * _out(h, 3, 1) * _out(w, 3, 1), 128, sigma0)
     self.features = 128
 
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
@@ -70,5 +70,5 @@ def network_for(name: str, obs_shape: tuple[int, ...]) -> str:
   return "mlp"
 
 
-def build_conv_torso(name: str, obs_shape: tuple[int, ...], noisy: bool) -> NatureCNN | MinAtarCNN:
-  return (NatureCNN if name == "nature_cnn" else MinAtarCNN)(obs_shape, noisy)
+def build_conv_torso(name: str, obs_shape: tuple[int, ...], sigma0: float = 0.0) -> NatureCNN | MinAtarCNN:
+  return (NatureCNN if name == "nature_cnn" else MinAtarCNN)(obs_shape, sigma0)

@@ -36,8 +36,9 @@ class NoisyLinear:
     return x.linear(weight.T, self.bias + self.bias_sigma * f_out)
 
 
-def dense(in_features: int, out_features: int, noisy: bool) -> nn.Linear | NoisyLinear:
-  return NoisyLinear(in_features, out_features) if noisy else nn.Linear(in_features, out_features)
+def dense(in_features: int, out_features: int, sigma0: float = 0.0) -> nn.Linear | NoisyLinear:
+  """A NoisyLinear with this σ₀, or a plain linear layer when `sigma0` is 0."""
+  return NoisyLinear(in_features, out_features, sigma0) if sigma0 > 0 else nn.Linear(in_features, out_features)
 
 
 def apply_dense(layer: nn.Linear | NoisyLinear, x: Tensor, noise: Noise | None) -> Tensor:
@@ -56,9 +57,9 @@ class Torso(Protocol):
 class MLPTorso:
   """Hidden ReLU layers from `net_arch` over the flattened observation."""
 
-  def __init__(self, obs_dim: int, net_arch: Sequence[int], noisy: bool = False):
+  def __init__(self, obs_dim: int, net_arch: Sequence[int], sigma0: float = 0.0):
     sizes = [obs_dim, *net_arch]
-    self.hidden = [dense(i, o, noisy) for i, o in zip(sizes[:-1], sizes[1:])]
+    self.hidden = [dense(i, o, sigma0) for i, o in zip(sizes[:-1], sizes[1:])]
     self.features = sizes[-1]
 
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
@@ -80,8 +81,13 @@ def build_torso(config, obs_shape: tuple[int, ...]) -> Torso:
   """The torso `config` asks for, for observations of `obs_shape` (config.network; 'auto' picks by shape)."""
   from tinydqn.conv import build_conv_torso, network_for  # conv builds on this module's dense layers
   kind = network_for(config.network, tuple(obs_shape))
-  if kind != "mlp": return build_conv_torso(kind, tuple(obs_shape), config.noisy)
-  return MLPTorso(int(np.prod(obs_shape)), config.net_arch, config.noisy)
+  if kind != "mlp": return build_conv_torso(kind, tuple(obs_shape), noisy_sigma0(config))
+  return MLPTorso(int(np.prod(obs_shape)), config.net_arch, noisy_sigma0(config))
+
+
+def noisy_sigma0(config) -> float:
+  """σ₀ for the dense layers `config` asks for: 0 (plain layers) unless noisy nets are on."""
+  return config.noisy_sigma0 if config.noisy else 0.0
 
 
 class QNetwork:
@@ -89,14 +95,14 @@ class QNetwork:
   over `atoms` return values per action (C51, Bellemare et al. 2017: the network returns its logits).
 
   With `dueling`, a value stream V and an advantage stream A share the torso, combined as
-  Q = V + A − mean(A) (Wang et al. 2016; for C51 per atom, on the logits). With `noisy`, every dense layer is
-  a NoisyLinear. Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in.
+  Q = V + A − mean(A) (Wang et al. 2016; for C51 per atom, on the logits). With `sigma0` > 0, every dense layer is
+  a NoisyLinear with that σ₀. Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in.
   """
 
-  def __init__(self, torso: Torso, n_actions: int, dueling: bool = False, atoms: int = 1, noisy: bool = False):
+  def __init__(self, torso: Torso, n_actions: int, dueling: bool = False, atoms: int = 1, sigma0: float = 0.0):
     self.torso, self.n_actions, self.atoms = torso, n_actions, atoms
-    self.advantage = dense(torso.features, n_actions * atoms, noisy)
-    self.value = dense(torso.features, atoms, noisy) if dueling else None
+    self.advantage = dense(torso.features, n_actions * atoms, sigma0)
+    self.value = dense(torso.features, atoms, sigma0) if dueling else None
 
   def __call__(self, obs: Tensor, noise: Sequence[tuple[Tensor, Tensor]] | None = None) -> Tensor:
     """[batch, actions] Q-values, or [batch, actions, atoms] logits with C51. No noise: the mean weights."""
