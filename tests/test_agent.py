@@ -86,7 +86,7 @@ def test_learning_rate_is_changed_in_place_for_the_jitted_step(small_config):
   for a, b in zip(params_numpy(fresh.online), params_numpy(agents[1].online)): np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "rmsprop_torch"])
 def test_optimizers_reduce_the_loss_on_a_fixed_batch(small_config, optimizer):
   agent = make_agent(small_config.replace(optimizer=optimizer, learning_rate=1e-2))
   filled_buffer().sample_into(agent.batch, np.random.default_rng(0))
@@ -104,6 +104,30 @@ def test_adam_eps_sets_the_size_of_the_first_step(small_config):
     moves[eps] = max(np.abs(a - b).max() for a, b in zip(params_numpy(agent.online), before))
   assert moves[1e-8] == pytest.approx(1e-2, rel=1e-3)
   assert moves[1e3] < 1e-5
+
+
+@pytest.mark.parametrize("eps_inside_root, momentum", [(True, 0.0), (False, 0.0), (False, 0.95)])
+def test_rmsprop_matches_its_formulas(eps_inside_root, momentum):
+  """Five steps on gradients chosen by hand, against the two conventions written out in numpy: DeepMind's
+  lr·g/√(E[g²] − E[g]² + ε), and torch's b ← μ·b + g/(√(E[g²] − E[g]²) + ε), step lr·b."""
+  from tinygrad import Context
+
+  from tinydqn.agent import RMSprop
+  grads = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+  w = Tensor.zeros(3).contiguous().realize()
+  opt = RMSprop([w], lr=0.1, eps=0.01, eps_inside_root=eps_inside_root, momentum=momentum)
+  ref, mean_sq, mean, velocity = np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3)
+  for g in grads:
+    with Context(TRAINING=1):
+      opt.zero_grad()
+      (w * Tensor(g)).sum().backward()
+      opt.step()
+    mean_sq, mean = 0.95 * mean_sq + 0.05 * g ** 2, 0.95 * mean + 0.05 * g
+    variance = mean_sq - mean ** 2
+    step = g / (np.sqrt(variance + 0.01) if eps_inside_root else np.sqrt(variance) + 0.01)
+    velocity = momentum * velocity + step
+    ref -= 0.1 * (velocity if momentum else step)
+    np.testing.assert_allclose(w.numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_epsilon_greedy(small_config):

@@ -65,20 +65,30 @@ def _pairs(flat: list | tuple) -> list[tuple]:
 
 
 class RMSprop(Optimizer):
-  """Centered RMSProp as in the Nature DQN: decay 0.95, ε = 0.01 inside the square root."""
+  """Centered RMSProp: running means of g and g² decay at `decay`, and the step divides g by the root of their
+  variance. Two conventions differ in where ε goes:
+  - `eps_inside_root` (DeepMind's Nature DQN code): lr·g / √(E[g²] − E[g]² + ε);
+  - otherwise (torch.optim.RMSprop(centered=True)): lr·b, b ← momentum·b + g / (√(E[g²] − E[g]²) + ε), b = that
+    quotient without momentum. With ε = 0.01 the floor on the denominator is 0.1 in the first and 0.01 in the
+    second, so the same ε and learning rate take steps up to 10× apart."""
 
-  def __init__(self, params: list[Tensor], lr: float, decay: float = 0.95, eps: float = 0.01, fused: bool = True):
+  def __init__(self, params: list[Tensor], lr: float, decay: float = 0.95, eps: float = 0.01,
+               eps_inside_root: bool = True, momentum: float = 0.0, fused: bool = True):
     super().__init__(params, lr, fused=fused)
-    self.decay, self.eps = decay, eps
+    self.decay, self.eps, self.eps_inside_root, self.momentum = decay, eps, eps_inside_root, momentum
     self.mean_sq, self.mean = self._new_optim_param(), self._new_optim_param()
+    self.velocity = self._new_optim_param() if momentum > 0 else []
 
   def _step(self, params: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
     updates = []
     for i, (t, g) in enumerate(zip(params, grads)):
       self.mean_sq[i].assign(self.decay * self.mean_sq[i] + (1 - self.decay) * g.square())
       self.mean[i].assign(self.decay * self.mean[i] + (1 - self.decay) * g)
-      updates.append((self.lr * g / (self.mean_sq[i] - self.mean[i].square() + self.eps).sqrt()).cast(t.dtype))
-    return updates, self.mean_sq + self.mean
+      variance = (self.mean_sq[i] - self.mean[i].square()).maximum(0.0)  # ≥ 0 but for rounding
+      step = g / ((variance + self.eps).sqrt() if self.eps_inside_root else variance.sqrt() + self.eps)
+      if self.momentum > 0: step = self.velocity[i].assign(self.momentum * self.velocity[i] + step)
+      updates.append((self.lr * step).cast(t.dtype))
+    return updates, self.mean_sq + self.mean + self.velocity
 
 
 class DQNAgent:
@@ -107,7 +117,8 @@ class DQNAgent:
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
       # fused: the optimizer keeps its state for all parameters in one buffer (8 fewer kernels per update)
       self.optimizer = Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=True) if config.optimizer == "adam" else \
-          RMSprop(params, lr=config.learning_rate, fused=True)
+          RMSprop(params, lr=config.learning_rate, eps_inside_root=config.optimizer == "rmsprop", momentum=config.momentum,
+                  fused=True)
       # Jit inputs, preallocated once: the sampler writes into `self.batches[k]`, the jit reads the tensors.
       # A fused call takes `fuse` minibatches (and noise draws), each in its own buffers: the steps' kernels are
       # then the single step's kernels on other buffers (same code, same kernel-search cache entries).

@@ -61,7 +61,10 @@ class Config:
   dueling: bool = _doc("Dueling head: Q = V + A - mean(A).", default=False)
   loss: str = _doc("TD loss: 'mse' (equation 3 of the paper) or 'huber' (Nature DQN's clipped error).",
                    default="huber")
-  optimizer: str = _doc("'adam' or 'rmsprop' (Nature DQN: decay 0.95, eps 0.01).", default="adam")
+  optimizer: str = _doc("'adam'; 'rmsprop', the Nature DQN's centered RMSProp (decay 0.95, eps 0.01 inside the "
+                        "square root); or 'rmsprop_torch', torch's centered RMSprop (eps 0.01 outside the root, "
+                        "with momentum), which MinAtar's reference DQN uses.", default="adam")
+  momentum: float = _doc("'rmsprop_torch' only: momentum of its steps (MinAtar's reference: 0.95).", default=0.0)
   adam_eps: float = _doc("Adam's epsilon, added to the root of its second moment (torch's and SB3's default 1e-8; "
                          "Rainbow: 1.5e-4).", default=1e-8)
   # Rainbow components (Hessel et al. 2018), each a switch
@@ -132,8 +135,11 @@ class Config:
       _invalid(f"learning_rate_schedule must be 'constant' or 'linear', got {self.learning_rate_schedule!r}")
     if not self.noisy_sigma0 > 0: _invalid(f"noisy_sigma0 must be > 0, got {self.noisy_sigma0}")
     if not self.adam_eps > 0: _invalid(f"adam_eps must be > 0, got {self.adam_eps}")
-    if self.optimizer not in ("adam", "rmsprop"):
-      _invalid(f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+    if self.optimizer not in ("adam", "rmsprop", "rmsprop_torch"):
+      _invalid(f"optimizer must be 'adam', 'rmsprop' or 'rmsprop_torch', got {self.optimizer!r}")
+    if not 0 <= self.momentum < 1: _invalid(f"momentum must be in [0, 1), got {self.momentum}")
+    if self.momentum > 0 and self.optimizer != "rmsprop_torch":
+      _invalid(f"momentum applies to optimizer 'rmsprop_torch' only, not {self.optimizer!r}")
     if not 0.0 <= self.alpha <= 1.0: _invalid(f"alpha must be in [0, 1], got {self.alpha}")
     if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
     if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")
