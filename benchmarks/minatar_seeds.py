@@ -1,53 +1,77 @@
 """MinAtar learning curves: the `minatar` preset (Young & Tian 2019's DQN) on several games and seeds, within a
 CPU budget set by --steps (the paper trains for 5M frames; a CPU run here affords far fewer).
 
-Prints, per game, the mean training return of the last 100 episodes at the end (the paper's measure is a
-running average of training returns) and the final greedy evaluation, per seed and as a median.
+Runs are kept in OUT/GAME/seedN (ordinary run directories: `tinydqn plot` and `tinydqn evaluate` read them), and
+a finished run is not run again, so an interrupted benchmark continues where it stopped. Prints, per game, the
+mean training return of the last 100 episodes (the paper's measure is a running average of training returns)
+and the greedy evaluations, per seed and as a median, and writes one PNG of greedy return per game.
 
-    .venv/bin/python benchmarks/minatar_seeds.py --games Breakout,SpaceInvaders --seeds 0,1,2 --steps 20000
+    .venv/bin/python benchmarks/minatar_seeds.py --games Breakout,SpaceInvaders --seeds 0,1,2 --steps 100000
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
-import tempfile
-import time
 from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def run(game: str, seed: int, steps: int, train_freq: int, eval_freq: int, out: Path) -> dict:
+  from tinydqn.config import make_config
+  from tinydqn.train import train
+  run_dir = out / game / f"seed{seed}"
+  if not (run_dir / "summary.json").is_file():
+    # ε anneals over the paper's first 100k frames, or the first half of a shorter run
+    config = make_config(f"MinAtar/{game}-v1", seed=seed, total_timesteps=steps, train_freq=train_freq,
+                         exploration_fraction=min(0.5, 100_000 / steps), eval_freq=eval_freq, eval_episodes=10,
+                         checkpoint_freq=0, learning_starts=min(5_000, steps // 10))
+    train(config, run_dir=run_dir, progress=False, force=run_dir.exists())
+  summary = json.loads((run_dir / "summary.json").read_text())
+  with open(run_dir / "metrics.csv") as f: returns = [float(r["episodic_return"]) for r in csv.DictReader(f)]
+  with open(run_dir / "eval.csv") as f: evals = [(int(r["step"]), float(r["mean_return"])) for r in csv.DictReader(f)]
+  return {"game": game, "seed": seed, "run_dir": run_dir, "train_return": statistics.mean(returns[-100:]),
+          "evals": evals, "seconds": summary["seconds"], "sps": summary["steps_per_second"]}
 
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--games", default="Breakout,SpaceInvaders")
   ap.add_argument("--seeds", default="0,1,2")
-  ap.add_argument("--steps", type=int, default=20_000)
+  ap.add_argument("--steps", type=int, default=100_000)
   ap.add_argument("--train-freq", type=int, default=1, help="the paper: 1 (a gradient step per frame)")
+  ap.add_argument("--eval-freq", type=int, default=20_000, help="greedy evaluation (10 episodes) every this many steps")
+  ap.add_argument("--out", type=Path, default=HERE / "results" / "minatar")
+  ap.add_argument("--figures", type=Path, default=HERE / "figures")
   args = ap.parse_args()
-  from tinydqn.config import make_config
-  from tinydqn.train import train
+  from tinydqn.plot import plot_runs
+  games, seeds = args.games.split(","), [int(s) for s in args.seeds.split(",")]
   rows = []
-  with tempfile.TemporaryDirectory() as tmp:
-    for game in args.games.split(","):
-      for seed in map(int, args.seeds.split(",")):
-        # ε anneals over the paper's first 100k frames, or the first half of a shorter run
-        config = make_config(f"MinAtar/{game}-v1", seed=seed, total_timesteps=args.steps, train_freq=args.train_freq,
-                             exploration_fraction=min(0.5, 100_000 / args.steps), eval_freq=0, eval_episodes=10,
-                             checkpoint_freq=0, learning_starts=min(5_000, args.steps // 10))
-        t = time.perf_counter()
-        result = train(config, run_dir=Path(tmp) / f"{game}-{seed}", progress=False)
-        with open(Path(tmp) / f"{game}-{seed}" / "metrics.csv") as f:
-          returns = [float(r["episodic_return"]) for r in csv.DictReader(f)]
-        rows.append((game, seed, statistics.mean(returns[-100:]), result.final_eval.mean_return,
-                     time.perf_counter() - t, result.steps_per_second))
-        print(rows[-1], flush=True)
-  print(f"\n{args.steps:,} env steps per run, train_freq {args.train_freq}\n")
-  print("| game | seed | training return (last 100 episodes) | greedy eval (10 episodes) | seconds | steps/s |")
-  print("|---|---:|---:|---:|---:|---:|")
-  for game, seed, train_ret, eval_ret, secs, sps in rows:
-    print(f"| {game} | {seed} | {train_ret:.2f} | {eval_ret:.2f} | {secs:.0f} | {sps:.0f} |")
-  for game in args.games.split(","):
-    mine = [r for r in rows if r[0] == game]
-    print(f"| {game} | median | {statistics.median(r[2] for r in mine):.2f} | {statistics.median(r[3] for r in mine):.2f} | | |")
+  for game in games:
+    for seed in seeds:
+      rows.append(run(game, seed, args.steps, args.train_freq, args.eval_freq, args.out))
+      r = rows[-1]
+      print(f"{game} seed {seed}: training return {r['train_return']:.2f}, greedy {r['evals'][-1][1]:.2f}, "
+            f"{r['seconds']:.0f} s", flush=True)
+  print(f"\n{args.steps:,} env steps per run, train_freq {args.train_freq}, greedy evaluation of 10 episodes every "
+        f"{args.eval_freq:,} steps\n")
+  steps = [s for s, _ in rows[0]["evals"]]
+  print("| game | seed | training return (last 100 episodes) | " + " | ".join(f"greedy @ {s:,}" for s in steps)
+        + " | seconds | steps/s |")
+  print("|---|---:|---:|" + "---:|" * len(steps) + "---:|---:|")
+  for r in rows:
+    print(f"| {r['game']} | {r['seed']} | {r['train_return']:.2f} | " + " | ".join(f"{v:.2f}" for _, v in r["evals"])
+          + f" | {r['seconds']:.0f} | {r['sps']:.0f} |")
+  for game in games:
+    mine = [r for r in rows if r["game"] == game]
+    medians = [statistics.median(r["evals"][i][1] for r in mine) for i in range(len(steps))]
+    print(f"| {game} | median | {statistics.median(r['train_return'] for r in mine):.2f} | "
+          + " | ".join(f"{m:.2f}" for m in medians) + " | | |")
+    figure = plot_runs([r["run_dir"] for r in mine], args.figures / f"minatar_{game.lower()}.png", agg="median",
+                       title=f"MinAtar {game}: greedy return, {len(mine)} seeds")
+    print(f"wrote {figure}")
 
 
 if __name__ == "__main__":
