@@ -6,7 +6,8 @@ TINYDQN_TENSORBOARD=0 to skip them. The CSV files stay the source of truth: plot
 Each CSV row becomes one event holding all its scalars, written in the training thread by tensorboardX's
 file-level writer. SummaryWriter's add_scalar costs ≈40 µs per scalar here (a multiprocessing queue and a writer
 thread that competes for the GIL) and its flush forces the file to disk: with short CartPole episodes that was
-≈20 µs per env step. This way a row costs ≈30 µs, and the file is synced at most every FLUSH_SECONDS.
+≈20 µs per env step. This way a row costs ≈30 µs: the file is synced with the first row written FLUSH_SECONDS
+or more after the last sync, and when the training loop ends.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 EPISODE_TAGS = {"episodic_return": "charts/episodic_return", "episodic_length": "charts/episodic_length",
                 "epsilon": "charts/epsilon", "sps": "charts/SPS", "loss": "losses/td_loss", "q_mean": "losses/q_values"}
 EVAL_TAGS = {"mean_return": "eval/mean_return", "std_return": "eval/std_return"}
-FLUSH_SECONDS = 2.0  # a run killed without warning loses at most this much of its event file (never of its CSVs)
+FLUSH_SECONDS = 2.0  # a run killed without warning loses the events since the last sync (never its CSV rows)
 
 
 class TensorBoardLog:
