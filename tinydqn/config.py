@@ -235,7 +235,8 @@ def make_config(env_id: str | None = None, preset: str | None = None, **override
   """Defaults, then the preset(s) (see `presets_for`), then the env preset's table for the modifier (e.g. the
   `[rainbow]` table of cartpole.toml), then the overrides, then validation."""
   names, values = presets_for(env_id, preset), {}
-  for name in names: values.update(load_preset(name))
-  if len(names) == 2: values.update(modifier_tables(names[0]).get(names[1], {}))
+  tables = [_read_preset(name) for name in names]  # each TOML read once: its fields, and (env preset) its tables
+  for table in tables: values.update(_fields(table))
+  if len(names) == 2: values.update(_fields(tables[0].get(names[1], {})))
   if env_id is not None: values["env_id"] = env_id
   return Config().replace(**{**values, **overrides})
