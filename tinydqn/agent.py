@@ -51,7 +51,7 @@ def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tenso
   tz = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clip(v_min, v_max)
   b = (tz - v_min) / delta  # [batch, atoms]: where each moved atom lands, in units of atoms
   closeness = (1.0 - (b.unsqueeze(2) - Tensor.arange(atoms).float()).abs()).relu()
-  return (next_probs.unsqueeze(2) * closeness).sum(axis=1).detach()
+  return (next_probs.unsqueeze(2) * closeness).sum(axis=1).detach().contiguous()
 
 
 def _flat(pairs: list[tuple]) -> list:
