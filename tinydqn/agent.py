@@ -10,6 +10,7 @@ from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
+from tinydqn.fast import wait_for_device
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
 
@@ -242,7 +243,7 @@ class DQNAgent:
   def _settle(self) -> None:
     """With host views, wait for the device: numpy is about to read the weights or overwrite the batch, and
     some CPU command queues (tinygrad's HCQ2) run kernels asynchronously. ≈5 µs when nothing is pending."""
-    if self._zero_copy: Device[self.device].synchronize()
+    if self._zero_copy: wait_for_device(self.device)
 
   def set_learning_rate(self, lr: float) -> None:
     """Changes the optimizer's step size in place (the jitted step reads it from its buffer)."""
