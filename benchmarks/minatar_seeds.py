@@ -1,5 +1,7 @@
 """MinAtar learning curves: the `minatar` preset (Young & Tian 2019's DQN) on several games and seeds, within a
-CPU budget set by --steps (the paper trains for 5M frames; a CPU run here affords far fewer).
+CPU budget set by --steps (the paper trains for 5M frames; a CPU run here affords far fewer). `--preset rainbow`
+trains Rainbow instead (the `minatar` preset, then `rainbow`, then the minatar preset's `[rainbow]` table), and
+`--against` draws kept runs of another OUT (the DQN ones) in the same figures.
 
 Runs are kept in OUT/GAME/seedN (ordinary run directories: `tinydqn plot` and `tinydqn evaluate` read them), and
 a finished run is not run again, so an interrupted benchmark continues where it stopped. Prints, per game, the
@@ -7,6 +9,8 @@ mean training return of the last 100 episodes (the paper's measure is a running 
 and the greedy evaluations, per seed and as a median, and writes one PNG of greedy return per game.
 
     .venv/bin/python benchmarks/minatar_seeds.py --games Breakout,SpaceInvaders --seeds 0,1,2 --steps 100000
+    .venv/bin/python benchmarks/minatar_seeds.py --games Breakout --steps 200000 --eval-freq 25000 --preset rainbow \
+        --against benchmarks/results/minatar
 """
 from __future__ import annotations
 
@@ -19,12 +23,12 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def run(game: str, seed: int, steps: int, train_freq: int, eval_freq: int, out: Path) -> dict:
+def run(game: str, seed: int, steps: int, train_freq: int, eval_freq: int, out: Path, preset: str | None = None) -> dict:
   from tinydqn.config import make_config
   from tinydqn.train import train
   run_dir = out / game / f"seed{seed}"
   # ε anneals over the paper's first 100k frames, or the first half of a shorter run
-  config = make_config(f"MinAtar/{game}-v1", seed=seed, total_timesteps=steps, train_freq=train_freq,
+  config = make_config(f"MinAtar/{game}-v1", preset, seed=seed, total_timesteps=steps, train_freq=train_freq,
                        exploration_fraction=min(0.5, 100_000 / steps), eval_freq=eval_freq, eval_episodes=10,
                        checkpoint_freq=0, learning_starts=min(5_000, steps // 10))
   saved = run_dir / "config.json"
@@ -46,15 +50,19 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=100_000)
   ap.add_argument("--train-freq", type=int, default=1, help="the paper: 1 (a gradient step per frame)")
   ap.add_argument("--eval-freq", type=int, default=20_000, help="greedy evaluation (10 episodes) every this many steps")
-  ap.add_argument("--out", type=Path, default=HERE / "results" / "minatar")
+  ap.add_argument("--preset", default=None, help="a modifier preset, e.g. rainbow")
+  ap.add_argument("--out", type=Path, default=None, help="[default: results/minatar beside this script, -PRESET]")
+  ap.add_argument("--against", type=Path, default=None, help="another OUT whose kept runs of each game join its figure")
   ap.add_argument("--figures", type=Path, default=HERE / "figures")
   args = ap.parse_args()
   from tinydqn.plot import plot_runs
   games, seeds = args.games.split(","), [int(s) for s in args.seeds.split(",")]
+  name = "minatar" + (f"-{args.preset}" if args.preset else "")
+  out = args.out or HERE / "results" / name
   rows = []
   for game in games:
     for seed in seeds:
-      rows.append(run(game, seed, args.steps, args.train_freq, args.eval_freq, args.out))
+      rows.append(run(game, seed, args.steps, args.train_freq, args.eval_freq, out, args.preset))
       r = rows[-1]
       print(f"{game} seed {seed}: training return {r['train_return']:.2f}, greedy {r['evals'][-1][1]:.2f}, "
             f"{r['seconds']:.0f} s", flush=True)
@@ -72,8 +80,12 @@ def main() -> None:
     medians = [statistics.median(r["evals"][i][1] for r in mine) for i in range(len(steps))]
     print(f"| {game} | median | {statistics.median(r['train_return'] for r in mine):.2f} | "
           + " | ".join(f"{m:.2f}" for m in medians) + " | | |")
-    figure = plot_runs([r["run_dir"] for r in mine], args.figures / f"minatar_{game.lower()}.png", agg="median",
-                       title=f"MinAtar {game}: greedy return, {len(mine)} seeds")
+    run_dirs, labels = [r["run_dir"] for r in mine], [args.preset or "DQN"] * len(mine)
+    if args.against:
+      others = sorted(d for d in (args.against / game).glob("seed*") if (d / "summary.json").is_file())
+      run_dirs, labels = others + run_dirs, ["DQN"] * len(others) + labels
+    figure = plot_runs(run_dirs, args.figures / f"{name}_{game.lower()}.png", agg="median", labels=labels,
+                       title=f"MinAtar {game}: greedy return, median of seeds")
     print(f"wrote {figure}")
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from tinydqn.cli import main
 from tinydqn.config import make_config
-from tinydqn.plot import align, bootstrap_ci, group_runs, iqm, read_curve
+from tinydqn.errors import UserError
+from tinydqn.plot import align, bootstrap_ci, group_runs, iqm, plot_runs, read_curve
 from tinydqn.train import train
 
 pytest.importorskip("matplotlib")
@@ -55,6 +56,13 @@ def test_seeds_of_a_config_are_grouped(runs):
   assert groups == {"CartPole-v1 learning_rate=0.001": runs[:2], "CartPole-v1 learning_rate=0.0005": runs[2:]}
   x, y = read_curve(runs[0])
   assert list(x) == [100, 200, 300] and len(y) == 3
+
+
+def test_labels_name_the_curves_instead_of_the_configs(runs, tmp_path):
+  assert group_runs(runs, ["DQN", "rainbow", "DQN"]) == {"DQN": [runs[0], runs[2]], "rainbow": [runs[1]]}
+  with pytest.raises(UserError, match="2 labels for 3 run directories"): group_runs(runs, ["a", "b"])
+  out = plot_runs(runs, tmp_path / "labelled.png", labels=["a", "a", "b"])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("flags", [[], ["--metric", "train", "--x", "time", "--agg", "median"]])

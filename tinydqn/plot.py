@@ -69,8 +69,14 @@ def align(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 100) -> tup
   return grid, np.stack([np.interp(grid, x, y) for x, y in curves])
 
 
-def group_runs(run_dirs: list[Path]) -> dict[str, list[Path]]:
-  """Runs with equal configs (run-specific fields aside), labelled by the env id and the fields that differ."""
+def group_runs(run_dirs: list[Path], labels: list[str] | None = None) -> dict[str, list[Path]]:
+  """Runs with equal configs (run-specific fields aside), labelled by the env id and the fields that differ; or,
+  given `labels` (one per run), the runs that share a label."""
+  if labels is not None:
+    if len(labels) != len(run_dirs): raise UserError(f"{len(labels)} labels for {len(run_dirs)} run directories")
+    by_label: dict[str, list[Path]] = {}
+    for label, d in zip(labels, run_dirs): by_label.setdefault(label, []).append(d)
+    return by_label
   configs = {}
   for d in run_dirs:
     if not (d / "config.json").is_file(): raise UserError(f"{d} is not a run directory (no config.json)")
@@ -89,14 +95,15 @@ def _short(v) -> str:
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "eval", x: str = "steps",
-              agg: str = "iqm", title: str | None = None) -> Path:
+              agg: str = "iqm", title: str | None = None, labels: list[str] | None = None) -> Path:
   """One curve per config (its runs aggregated with `agg`, a 95% bootstrap band when it has several), saved
-  to `out` (.png, .pdf, .svg: matplotlib picks the format from the suffix)."""
+  to `out` (.png, .pdf, .svg: matplotlib picks the format from the suffix). `labels`, one per run directory,
+  name the curves instead: runs with the same label form one curve."""
   if metric not in METRICS: raise UserError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
   if x not in X_AXES: raise UserError(f"unknown x axis {x!r}; choose from {', '.join(X_AXES)}")
   if agg not in AGGREGATES: raise UserError(f"unknown aggregate {agg!r}; choose from {', '.join(AGGREGATES)}")
   if not run_dirs: raise UserError("no run directories to plot")
-  groups = group_runs([Path(d) for d in run_dirs])
+  groups = group_runs([Path(d) for d in run_dirs], labels)
   curves = {label: [read_curve(d, metric, x) for d in dirs] for label, dirs in groups.items()}  # all read before drawing
   Figure = import_extra("matplotlib.figure", "plot", "plotting").Figure  # no pyplot: no display, no global state
   fig = Figure(figsize=(7, 4.5), layout="constrained")
