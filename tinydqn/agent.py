@@ -201,7 +201,7 @@ class DQNAgent:
   def _clip_grad_norm(self, max_norm: float) -> None:
     params = self.optimizer.params
     norm = Tensor.stack(*[p.grad.square().sum() for p in params]).sum().sqrt()
-    scale = (max_norm / (norm + 1e-6)).minimum(1.0)
+    scale = (max_norm / (norm + 1e-6)).minimum(1.0).contiguous()  # computed once, not again in every parameter's kernel
     for p in params: p.grad = p.grad * scale
 
   def update(self, rng: np.random.Generator | None = None) -> Tensor:
