@@ -8,6 +8,7 @@ with prioritized replay, the priority update), relative to plain DQN.
     .venv/bin/python benchmarks/update_speed.py                 # table for the zoo and CleanRL shapes
     .venv/bin/python benchmarks/update_speed.py --levers none,HCQ2=1 --repeats 5
     .venv/bin/python benchmarks/update_speed.py --suite rainbow --levers none
+    .venv/bin/python benchmarks/update_speed.py --suite rainbow --only plain,rainbow --levers HCQ2=1+BEAM=2 --side-by-side 2
 """
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ def main() -> None:
                   help="comma-separated; each is 'none' or VAR=VALUE joined by '+'")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--suite", choices=list(SUITES), default="levers")
+  ap.add_argument("--only", default=None, help="comma-separated names of the suite's rows to time (matched by prefix)")
+  ap.add_argument("--side-by-side", type=int, default=1, metavar="N",
+                  help="time N processes at once (2: the cost when two runs share this 2-core machine)")
   ap.add_argument("--child", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.child:
@@ -86,14 +90,19 @@ def main() -> None:
     return
   levers = args.levers.split(",")
   results: dict[tuple[str, str], list[dict]] = {}
+  shapes = [s for s in SUITES[args.suite][1] if not args.only or any(s.startswith(o) for o in args.only.split(","))]
   for _ in range(args.repeats):
-    for shape in SUITES[args.suite][1]:
+    for shape in shapes:
       for lever in levers:
         env = {**os.environ, **dict(kv.split("=") for kv in lever.split("+") if kv != "none")}
-        out = subprocess.run([sys.executable, __file__, "--suite", args.suite, "--child", shape], env=env,
-                             capture_output=True, text=True, check=True).stdout
-        results.setdefault((shape, lever), []).append(json.loads(out.strip().splitlines()[-1]))
-        print(shape, lever, results[(shape, lever)][-1], file=sys.stderr, flush=True)
+        children = [subprocess.Popen([sys.executable, __file__, "--suite", args.suite, "--child", shape], env=env,
+                                     stdout=subprocess.PIPE, text=True) for _ in range(args.side_by_side)]
+        for child in children:  # each side-by-side process is one sample
+          out, _ = child.communicate()
+          if child.returncode: raise SystemExit(f"{shape} with {lever} failed (exit {child.returncode})")
+          results.setdefault((shape, lever), []).append(json.loads(out.strip().splitlines()[-1]))
+        print(shape, lever, results[(shape, lever)][-args.side_by_side:], file=sys.stderr, flush=True)
+  if args.side_by_side > 1: print(f"\n{args.side_by_side} processes at a time")
   print("\n| shape | lever | launches per jitted call (steps per call) | µs per update (sample + step) | × first row "
         "| µs per action |")
   print("|---|---|---:|---:|---:|---:|")
