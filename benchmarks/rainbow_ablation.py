@@ -37,9 +37,14 @@ VARIANTS = {  # name: (preset applied on top of the env's, config overrides)
 def run(env_id: str, variant: str, seed: int, out: str, threshold: float, extra: dict) -> dict:
   folder = Path(out) / variant
   done = folder / f"seed{seed}" / "row.json"
-  if done.exists(): return json.loads(done.read_text())
-  cartpole_seeds.SOLVED = threshold
   preset, overrides = VARIANTS[variant]
+  if done.exists():
+    from tinydqn.config import make_config
+    kept = json.loads((done.parent / "config.json").read_text())
+    if kept != make_config(env_id, preset, seed=seed, **overrides, **extra).to_dict():  # e.g. a preset changed since
+      raise SystemExit(f"{done.parent} holds a run with other settings; pass another --out")
+    return json.loads(done.read_text())
+  cartpole_seeds.SOLVED = threshold
   row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, {**overrides, **extra}, seed, str(folder), 20)}
   done.write_text(json.dumps(row))
   return row
