@@ -106,6 +106,23 @@ def test_adam_eps_sets_the_size_of_the_first_step(small_config):
   assert moves[1e3] < 1e-5
 
 
+def test_gradient_clipping_rescales_to_the_global_norm(small_config):
+  """With Adam's ε ≫ |g| the first step is lr·g/(|g| + ε) ≈ lr·g/ε, linear in the gradient, so the step shows the
+  gradient the optimizer received: unclipped its global norm exceeds the limit; clipped it equals the limit and
+  points the same way."""
+  lr, eps = 1e3, 1e3  # a step ≈ g itself: large enough to survive float32 rounding of the weights
+  grads = {}
+  for max_norm in (0.0, 1e-2):
+    agent = make_agent(small_config.replace(learning_rate=lr, adam_eps=eps, max_grad_norm=max_norm))
+    before = params_numpy(agent.online)
+    step(agent, np.random.default_rng(0), filled_buffer())
+    grads[max_norm] = np.concatenate([(a - b).ravel() for a, b in zip(params_numpy(agent.online), before)]) * -eps / lr
+  norm = np.linalg.norm(grads[0.0])
+  assert norm > 0.1  # well above the limit, or clipping would not act
+  assert np.linalg.norm(grads[1e-2]) == pytest.approx(1e-2, rel=1e-3)
+  np.testing.assert_allclose(grads[1e-2], grads[0.0] * 1e-2 / norm, rtol=1e-3, atol=1e-7)  # weights round at ≈3e-8
+
+
 @pytest.mark.parametrize("eps_inside_root, momentum", [(True, 0.0), (False, 0.0), (False, 0.95)])
 def test_rmsprop_matches_its_formulas(eps_inside_root, momentum):
   """Five steps on gradients chosen by hand, against the two conventions written out in numpy: DeepMind's
