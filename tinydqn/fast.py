@@ -7,6 +7,7 @@
   from the stock ones, so a run is reproducible with the same kernel cache, not across machines.
 
 Measured on the reference 2-core CPU: about 2× faster gradient steps (BENCHMARKS.md, "The gradient step").
+`wait_for_device` is how the agent waits for HCQ2's asynchronous kernels without taking a core from them.
 """
 from __future__ import annotations
 
@@ -27,9 +28,6 @@ def use_fast_kernels(device: str | None = None) -> dict[str, str]:
     if name == "HCQ2" and named != "CPU": continue
     os.environ.setdefault(name, value)
   return {name: os.environ[name] for name in LEVERS if name in os.environ}
-
-
-
 
 
 def wait_for_device(device: str) -> None:

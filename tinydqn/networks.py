@@ -12,8 +12,8 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 from tinygrad import Tensor, dtypes, nn
 from tinygrad.dtype import _to_np_dtype
-from tinygrad.uop.ops import Ops
 from tinygrad.nn.state import get_parameters
+from tinygrad.uop.ops import Ops
 
 Noise = Iterator[tuple[Tensor, Tensor]]  # (f(ε_in), f(ε_out)) per noisy layer, in the order the layers run
 
