@@ -25,16 +25,16 @@ HERE = Path(__file__).parent
 
 def run(game: str, seed: int, steps: int, train_freq: int, eval_freq: int, out: Path, preset: str | None = None) -> dict:
   from tinydqn.config import make_config
+  from tinydqn.errors import UserError
+  from tinydqn.rundir import check_same_config
   from tinydqn.train import train
   run_dir = out / game / f"seed{seed}"
   # ε anneals over the paper's first 100k frames, or the first half of a shorter run
   config = make_config(f"MinAtar/{game}-v1", preset, seed=seed, total_timesteps=steps, train_freq=train_freq,
                        exploration_fraction=min(0.5, 100_000 / steps), eval_freq=eval_freq, eval_episodes=10,
                        checkpoint_freq=0, learning_starts=min(5_000, steps // 10))
-  saved = run_dir / "config.json"
-  if saved.is_file() and json.loads(saved.read_text()) != config.to_dict():  # a kept run of other settings
-    raise SystemExit(f"{run_dir} holds a run with other settings (--steps, --train-freq, --eval-freq or the preset "
-                     "changed); pass another --out")
+  try: check_same_config(run_dir, config)  # a kept run of other settings (--steps, --train-freq, the preset ...)
+  except UserError as e: raise SystemExit(f"{e} (--out)") from None
   if not (run_dir / "summary.json").is_file(): train(config, run_dir=run_dir, progress=False, force=run_dir.exists())
   summary = json.loads((run_dir / "summary.json").read_text())
   with open(run_dir / "metrics.csv") as f: returns = [float(r["episodic_return"]) for r in csv.DictReader(f)]

@@ -40,9 +40,10 @@ def run(env_id: str, variant: str, seed: int, out: str, threshold: float, extra:
   preset, overrides = VARIANTS[variant]
   if done.exists():
     from tinydqn.config import make_config
-    kept = json.loads((done.parent / "config.json").read_text())
-    if kept != make_config(env_id, preset, seed=seed, **overrides, **extra).to_dict():  # e.g. a preset changed since
-      raise SystemExit(f"{done.parent} holds a run with other settings; pass another --out")
+    from tinydqn.errors import UserError
+    from tinydqn.rundir import check_same_config
+    try: check_same_config(done.parent, make_config(env_id, preset, seed=seed, **overrides, **extra))  # e.g. a preset changed
+    except UserError as e: raise SystemExit(f"{e} (--out)") from None
     return json.loads(done.read_text())
   cartpole_seeds.SOLVED = threshold
   row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, {**overrides, **extra}, seed, str(folder), 20)}

@@ -1,12 +1,17 @@
 """The run directory: where a run's config, metrics, evaluations and checkpoints live."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tinydqn.errors import UserError
+
+if TYPE_CHECKING:
+  from tinydqn.config import Config
 
 # The files a run writes; --force removes these and nothing else, so a mistyped --run-dir cannot wipe a folder.
 RUN_FILES = ("config.json", "metrics.csv", "eval.csv", "summary.json")
@@ -21,6 +26,17 @@ def check_run_dir(path: Path, force: bool) -> None:
   if path.exists() and not path.is_dir(): raise UserError(f"run directory {path} exists and is not a directory")
   if path.exists() and any(path.iterdir()) and not force:
     raise UserError(f"run directory {path} already exists and is not empty (pass --force to overwrite its run)")
+
+
+def check_same_config(path: Path, config: Config) -> None:
+  """Refuses a run directory whose saved config differs from `config`: a kept run of other settings must not be
+  continued or reported as this one. A directory without config.json passes."""
+  saved = path / "config.json"
+  if not saved.exists(): return
+  old, new = json.loads(saved.read_text()), config.to_dict()
+  if old != new:
+    diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
+    raise UserError(f"{path} holds a run with another config ({diff}); use another output folder")
 
 
 def prepare_run_dir(path: Path, force: bool) -> Path:

@@ -22,6 +22,7 @@ import numpy as np
 from tinydqn.config import Config, make_config
 from tinydqn.errors import TrainingDiverged, UserError, import_extra
 from tinydqn.plot import bootstrap_ci, iqm
+from tinydqn.rundir import check_same_config
 
 SPEC_FIELDS = ("env_id", "preset", "seeds", "config", "grid")
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "seed")  # seeds come from `seeds`
@@ -114,12 +115,7 @@ def run_sweep(trials: list[Trial], out: str | Path, address: str | None = None, 
               gpus_per_trial: float = 0.0, device: str = "CPU", log: Callable[[str], Any] = print) -> list[dict]:
   """Runs the unfinished trials as Ray tasks and writes OUT/results.md, results.csv and curves.png."""
   out = Path(out)
-  for t in trials:  # a trial folder from another spec must not be resumed or counted as this one
-    saved = out / t.name / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != t.config.to_dict():
-      old = json.loads(saved.read_text())
-      diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in t.config.to_dict().items() if old.get(k) != v)
-      raise UserError(f"{out / t.name} holds a run with another config ({diff}); use another output folder")
+  for t in trials: check_same_config(out / t.name, t.config)  # a trial folder from another spec must not be resumed
   ray = import_extra("ray", "ray", "tinydqn sweep")
   todo = [t for t in trials if not (out / t.name / "summary.json").exists()]
   log(f"sweep: {len(trials)} trials in {out}, {len(trials) - len(todo)} finished already, {len(todo)} to run")
