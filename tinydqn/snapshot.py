@@ -49,8 +49,8 @@ def snapshot_dirs(ckpt_dir: Path) -> list[Path]:
 
 def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuffer, state: dict[str, Any],
                   include_replay: bool, keep: int) -> Path | None:
-  """`agent.safetensors` + `agent.json` are an ordinary checkpoint, so `tinydqn eval` can use a snapshot."""
-  """Writes snapshot `step` and keeps the newest `keep`. Returns None (with a warning) if the disk is too full."""
+  """Writes snapshot `step` and keeps the newest `keep`. Returns None (with a warning) if the disk is too full.
+  Its `agent.safetensors` + `agent.json` are an ordinary checkpoint, so `tinydqn eval` can use a snapshot."""
   ckpt_dir.mkdir(parents=True, exist_ok=True)
   replay_bytes = memory.nbytes if include_replay else 0
   agent_bytes = sum(t.nbytes() for t in agent.state_dict().values())
@@ -86,14 +86,15 @@ def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:
                     "start it again with --force)")
   for path in reversed(candidates):
     try:
-      return _load(path)
+      return load_snapshot(path)
     except Exception as e:  # damaged or incomplete: say so in one line, then try the one before
       print(f"tinydqn: warning: snapshot {path} is unusable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "trying the previous one", file=sys.stderr)
   raise UserError(f"no usable snapshot in {ckpt_dir} (all {len(candidates)} failed verification)")
 
 
-def _load(path: Path) -> Snapshot:
+def load_snapshot(path: Path) -> Snapshot:
+  """One snapshot directory, verified against its manifest (raises if a file is missing or altered)."""
   manifest = json.loads((path / "manifest.json").read_text())
   for name, info in manifest["files"].items():
     f = path / name
