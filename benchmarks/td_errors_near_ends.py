@@ -1,8 +1,9 @@
-"""Where a run's TD error lives: every transition in a snapshot's replay memory, binned by how many steps
-before a true terminal it was taken, with the squared TD error y − Q(φ, a) under the snapshot's own online
-and target nets (the training target: n-step returns, Double DQN as configured).
+"""Where a run's TD error lives: every transition in a snapshot's replay memory, with its squared TD error
+y − Q(φ, a) under the snapshot's own online and target nets (the training target: n-step returns and Double DQN
+as configured), grouped two ways: by how many steps before a true terminal it was taken, and by when it was
+stored (four equal slices of the memory, oldest first).
 
-    .venv/bin/python benchmarks/td_errors_near_ends.py RUN_DIR [RUN_DIR ...] [--step 30000]
+    .venv/bin/python benchmarks/td_errors_near_ends.py RUN_DIR [RUN_DIR ...] [--step 40000]
 
 For single-env MLP runs without C51 (CartPole, Acrobot); the snapshot must hold its replay memory.
 """
@@ -19,9 +20,10 @@ from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.config import make_config
 from tinydqn.networks import NumpyQ
-from tinydqn.snapshot import load_latest_snapshot, load_snapshot, snapshot_dirs
+from tinydqn.snapshot import Snapshot, load_latest_snapshot, load_snapshot, snapshot_dirs
 
 BINS = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 10), (11, 50), (51, None)]  # steps before the terminal; None: no end in sight
+AGE_SLICES = 4
 
 
 def steps_to_terminal(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
@@ -34,13 +36,16 @@ def steps_to_terminal(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarr
   return out
 
 
-def td_errors_by_distance(run_dir: Path, step: int | None) -> tuple[str, list[tuple[int, float, float, float, float]]]:
+def load(run_dir: Path, step: int | None) -> Snapshot:
   ckpt = run_dir / "checkpoints"
-  if step is not None:
-    path = next((p for p in snapshot_dirs(ckpt) if int(p.name[5:]) == step), None)
-    if path is None: raise SystemExit(f"{ckpt} has no snapshot of step {step}")
-    snap = load_snapshot(path)
-  else: snap = load_latest_snapshot(ckpt)
+  if step is None: return load_latest_snapshot(ckpt)
+  path = next((p for p in snapshot_dirs(ckpt) if int(p.name[5:]) == step), None)
+  if path is None: raise SystemExit(f"{ckpt} has no snapshot of step {step}")
+  return load_snapshot(path)
+
+
+def squared_td_errors(run_dir: Path, snap: Snapshot) -> tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray, int]:
+  """The memory, (y − Q)², Q and y of every stored transition, and the run's n."""
   config = make_config(**json.loads((run_dir / "config.json").read_text()))
   if config.num_envs != 1 or config.distributional or snap.replay is None:
     raise SystemExit(f"{run_dir}: needs one env, no C51 and a snapshot with its replay memory")
@@ -56,14 +61,15 @@ def td_errors_by_distance(run_dir: Path, step: int | None) -> tuple[str, list[tu
   next_target = NumpyQ(agent.target)(next_obs)
   chooser = agent.q_values(next_obs) if config.double_q else next_target
   y = returns + discounts * next_target[idx, chooser.argmax(axis=1)]
-  sq = (y - q) ** 2
-  distance = steps_to_terminal(memory.terminated[:memory.size], memory.truncated[:memory.size])
-  rows = []
-  for lo, hi in BINS:
-    m = distance >= lo if hi is None else (distance >= lo) & (distance <= hi)
-    if hi is None: m |= distance < 0
-    rows.append((int(m.sum()), float(sq[m].mean()), float(sq[m].sum() / sq.sum()), float(q[m].mean()), float(y[m].mean())))
-  return f"{run_dir} (step {snap.step}, n_step {config.n_step}, mean squared TD error {sq.mean():.2f})", rows
+  return memory, (y - q) ** 2, q, y, config.n_step
+
+
+def table(header: str, groups: list[tuple[str, np.ndarray]], sq: np.ndarray, q: np.ndarray, y: np.ndarray) -> None:
+  print(f"| {header} | transitions | mean (y − Q)² | share of all | mean Q | mean y |")
+  print("|---|---:|---:|---:|---:|---:|")
+  for label, m in groups:
+    if not m.any(): print(f"| {label} | 0 | - | - | - | - |")  # e.g. a small memory holding only successful episodes
+    else: print(f"| {label} | {m.sum()} | {sq[m].mean():.2f} | {sq[m].sum() / sq.sum():.2f} | {q[m].mean():.1f} | {y[m].mean():.1f} |")
 
 
 def main() -> None:
@@ -72,13 +78,23 @@ def main() -> None:
   ap.add_argument("--step", type=int, default=None, help="the snapshot of this step [default: the newest]")
   args = ap.parse_args()
   for run_dir in args.run_dirs:
-    title, rows = td_errors_by_distance(run_dir, args.step)
-    print(f"\n{title}\n")
-    print("| steps before a terminal | transitions | mean (y − Q)² | share of all | mean Q | mean y |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for (lo, hi), (n, mse, share, q, y) in zip(BINS, rows):
+    snap = load(run_dir, args.step)
+    memory, sq, q, y, n_step = squared_td_errors(run_dir, snap)
+    print(f"\n{run_dir} (step {snap.step}, n_step {n_step}, mean squared TD error {sq.mean():.2f})\n")
+    distance = steps_to_terminal(memory.terminated[:memory.size], memory.truncated[:memory.size])
+    by_distance = []
+    for lo, hi in BINS:
       label = f"{lo}" if lo == hi else f"{lo}–{hi}" if hi is not None else f"≥ {lo}, or none"
-      print(f"| {label} | {n} | {mse:.2f} | {share:.2f} | {q:.1f} | {y:.1f} |")
+      by_distance.append((label, (distance >= lo) | (distance < 0) if hi is None else (distance >= lo) & (distance <= hi)))
+    table("steps before a terminal", by_distance, sq, q, y)
+    # Age: the oldest row is at `pos` once the ring has wrapped; row k of the age order was stored at env step
+    # snap.step − size + k (one env).
+    age = (np.arange(memory.size) - memory.pos) % memory.size if memory.size == memory.capacity else np.arange(memory.size)
+    first = snap.step - memory.size
+    bounds = np.linspace(0, memory.size, AGE_SLICES + 1).astype(int)
+    by_age = [(f"stored at env steps {first + a:,}–{first + b:,}", (age >= a) & (age < b)) for a, b in zip(bounds, bounds[1:])]
+    print()
+    table("when stored", by_age, sq, q, y)
 
 
 if __name__ == "__main__":
