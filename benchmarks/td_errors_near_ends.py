@@ -5,7 +5,8 @@ stored (four equal slices of the memory, oldest first).
 
     .venv/bin/python benchmarks/td_errors_near_ends.py RUN_DIR [RUN_DIR ...] [--step 40000]
 
-For single-env MLP runs without C51 (CartPole, Acrobot); the snapshot must hold its replay memory.
+For single-env MLP runs on the CPU without C51 or noisy nets (CartPole, Acrobot); the snapshot must hold its
+replay memory.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ AGE_SLICES = 4
 
 
 def steps_to_terminal(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-  """For each stored transition of one env, how many transitions later its episode terminates (0: this one);
-  -1 when it ends by truncation or has not ended yet."""
+  """For the transitions of one env in the order they were stored: how many transitions later each one's episode
+  terminates (0: this one); -1 when it ends by truncation or has not ended yet."""
   out, ahead = np.empty(len(terminated), np.int64), -1
   for i in range(len(terminated) - 1, -1, -1):
     ahead = 0 if terminated[i] else -1 if truncated[i] or ahead < 0 else ahead + 1
@@ -47,8 +48,8 @@ def load(run_dir: Path, step: int | None) -> Snapshot:
 def squared_td_errors(run_dir: Path, snap: Snapshot) -> tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray, int]:
   """The memory, (y − Q)², Q and y of every stored transition, and the run's n."""
   config = make_config(**json.loads((run_dir / "config.json").read_text()))
-  if config.num_envs != 1 or config.distributional or snap.replay is None:
-    raise SystemExit(f"{run_dir}: needs one env, no C51 and a snapshot with its replay memory")
+  if config.num_envs != 1 or config.distributional or config.noisy or snap.replay is None:
+    raise SystemExit(f"{run_dir}: needs one env, no C51, no noisy nets and a snapshot with its replay memory")
   obs_shape = snap.replay["obs"].shape[1:]
   memory = ReplayBuffer(config.buffer_size, obs_shape, snap.replay["obs"].dtype, 1, config.n_step, config.gamma)
   memory.load_state_dict(snap.replay)
@@ -81,15 +82,18 @@ def main() -> None:
     snap = load(run_dir, args.step)
     memory, sq, q, y, n_step = squared_td_errors(run_dir, snap)
     print(f"\n{run_dir} (step {snap.step}, n_step {n_step}, mean squared TD error {sq.mean():.2f})\n")
-    distance = steps_to_terminal(memory.terminated[:memory.size], memory.truncated[:memory.size])
+    # Rows in the order they were stored (the oldest is at `pos` once the ring has wrapped); row k of that order
+    # was stored at env step snap.step − size + k (one env).
+    by_time = (np.arange(memory.size) + memory.pos) % memory.size if memory.size == memory.capacity else np.arange(memory.size)
+    distance = np.empty(memory.size, np.int64)
+    distance[by_time] = steps_to_terminal(memory.terminated[by_time], memory.truncated[by_time])
     by_distance = []
     for lo, hi in BINS:
       label = f"{lo}" if lo == hi else f"{lo}–{hi}" if hi is not None else f"≥ {lo}, or none"
       by_distance.append((label, (distance >= lo) | (distance < 0) if hi is None else (distance >= lo) & (distance <= hi)))
     table("steps before a terminal", by_distance, sq, q, y)
-    # Age: the oldest row is at `pos` once the ring has wrapped; row k of the age order was stored at env step
-    # snap.step − size + k (one env).
-    age = (np.arange(memory.size) - memory.pos) % memory.size if memory.size == memory.capacity else np.arange(memory.size)
+    age = np.empty(memory.size, np.int64)
+    age[by_time] = np.arange(memory.size)
     first = snap.step - memory.size
     bounds = np.linspace(0, memory.size, AGE_SLICES + 1).astype(int)
     by_age = [(f"stored at env steps {first + a:,}–{first + b:,}", (age >= a) & (age < b)) for a, b in zip(bounds, bounds[1:])]
