@@ -11,17 +11,14 @@ replay memory.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
-from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
-from tinydqn.config import make_config
+from tinydqn.checkpoint import load_checkpoint
 from tinydqn.networks import NumpyQ
-from tinydqn.snapshot import Snapshot, load_latest_snapshot, load_snapshot, snapshot_dirs
+from tinydqn.snapshot import PREFIX, Snapshot, load_latest_snapshot, load_snapshot, snapshot_dirs
 
 BINS = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 10), (11, 50), (51, None)]  # steps before the terminal; None: no end in sight
 AGE_SLICES = 4
@@ -40,21 +37,20 @@ def steps_to_terminal(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarr
 def load(run_dir: Path, step: int | None) -> Snapshot:
   ckpt = run_dir / "checkpoints"
   if step is None: return load_latest_snapshot(ckpt)
-  path = next((p for p in snapshot_dirs(ckpt) if int(p.name[5:]) == step), None)
+  path = next((p for p in snapshot_dirs(ckpt) if int(p.name[len(PREFIX):]) == step), None)
   if path is None: raise SystemExit(f"{ckpt} has no snapshot of step {step}")
   return load_snapshot(path)
 
 
 def squared_td_errors(run_dir: Path, snap: Snapshot) -> tuple[ReplayBuffer, np.ndarray, np.ndarray, np.ndarray, int]:
   """The memory, (y − Q)², Q and y of every stored transition, and the run's n."""
-  config = make_config(**json.loads((run_dir / "config.json").read_text()))
+  checkpoint = load_checkpoint(snap.path / "agent.json")  # a snapshot's agent is an ordinary checkpoint
+  config = checkpoint.config
   if config.num_envs != 1 or config.distributional or config.noisy or snap.replay is None:
     raise SystemExit(f"{run_dir}: needs one env, no C51, no noisy nets and a snapshot with its replay memory")
-  obs_shape = snap.replay["obs"].shape[1:]
-  memory = ReplayBuffer(config.buffer_size, obs_shape, snap.replay["obs"].dtype, 1, config.n_step, config.gamma)
+  memory = ReplayBuffer(config.buffer_size, checkpoint.obs_shape, checkpoint.obs_dtype, 1, config.n_step, config.gamma)
   memory.load_state_dict(snap.replay)
-  agent = DQNAgent(config, obs_shape, memory.obs.dtype, int(gym.make(config.env_id).action_space.n))
-  agent.load_state_dict(snap.agent)
+  agent = checkpoint.make_agent()
   idx = np.arange(memory.size)
   returns, discounts, last = memory.n_step_returns(idx)
   q = agent.q_values(memory.obs[idx])[idx, memory.actions[idx]]
