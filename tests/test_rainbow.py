@@ -191,7 +191,7 @@ def test_noisy_acting_draws_fresh_noise_and_numpy_equals_tinygrad(small_config):
 @pytest.mark.parametrize("host_views", [True, False])
 def test_noisy_update_reads_the_staged_noise_every_call(small_config, host_views):
   """The jit must not freeze the noise drawn at capture: each step's loss matches an eager recomputation
-  (with host views the jit reads the packed noise in place; without, it is copied in before each call)."""
+  (with host views the jit reads the staged noise in place; without, it is copied in before each call)."""
   agent = make_agent(small_config.replace(noisy=True, loss="mse"), host_views=host_views)
   rng, buf = np.random.default_rng(0), filled_buffer()
   losses = []
