@@ -18,7 +18,7 @@ import numpy as np
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.checkpoint import load_checkpoint
 from tinydqn.networks import NumpyQ
-from tinydqn.snapshot import PREFIX, Snapshot, load_latest_snapshot, load_snapshot, snapshot_dirs
+from tinydqn.snapshot import Snapshot, load_latest_snapshot, load_snapshot, snapshot_dirs, snapshot_name
 
 BINS = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 10), (11, 50), (51, None)]  # steps before the terminal; None: no end in sight
 AGE_SLICES = 4
@@ -37,8 +37,8 @@ def steps_to_terminal(terminated: np.ndarray, truncated: np.ndarray) -> np.ndarr
 def load(run_dir: Path, step: int | None) -> Snapshot:
   ckpt = run_dir / "checkpoints"
   if step is None: return load_latest_snapshot(ckpt)
-  path = next((p for p in snapshot_dirs(ckpt) if int(p.name[len(PREFIX):]) == step), None)
-  if path is None: raise SystemExit(f"{ckpt} has no snapshot of step {step}")
+  path = ckpt / snapshot_name(step)
+  if path not in snapshot_dirs(ckpt): raise SystemExit(f"{ckpt} has no snapshot of step {step}")
   return load_snapshot(path)
 
 

@@ -41,10 +41,15 @@ class Snapshot:
   state: dict[str, Any]  # loop state, rng state and environments, as saved by the training loop
 
 
+def snapshot_name(step: int) -> str:
+  """The directory name of snapshot `step` (zero-padded, so names sort by step)."""
+  return f"{PREFIX}{step:012d}"
+
+
 def snapshot_dirs(ckpt_dir: Path) -> list[Path]:
   """Complete snapshot directories, oldest first."""
   if not ckpt_dir.is_dir(): return []
-  return sorted(p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[5:].isdigit())
+  return sorted(p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit())
 
 
 def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuffer, state: dict[str, Any],
@@ -61,7 +66,7 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
           f"{free / 2**20:.0f} MiB are free on {ckpt_dir}", file=sys.stderr)
     return None
   for stale in ckpt_dir.glob(f".{PREFIX}*.tmp"): shutil.rmtree(stale)  # left by a crash in mid-write
-  final, tmp = ckpt_dir / f"{PREFIX}{step:012d}", ckpt_dir / f".{PREFIX}{step:012d}.tmp"
+  final, tmp = ckpt_dir / snapshot_name(step), ckpt_dir / f".{snapshot_name(step)}.tmp"
   tmp.mkdir()
   save_checkpoint(agent, step, agent.batch.obs.shape[1:], agent.batch.obs.dtype, tmp / "agent")
   if include_replay:
