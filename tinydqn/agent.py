@@ -10,7 +10,8 @@ from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
-from tinydqn.fast import wait_for_device
+from tinydqn import wide_kernels
+from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
 
@@ -107,6 +108,7 @@ class DQNAgent:
     the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
     self.device = Device.canonicalize(device)
+    if self.device.split(":")[0] == "CPU" and wide_kernels_wanted(): wide_kernels.install()
     atoms = config.atoms if config.distributional else 1
     self.support = np.linspace(config.v_min, config.v_max, atoms, dtype=np.float32) if atoms > 1 else None
     def network() -> QNetwork:

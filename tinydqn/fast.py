@@ -30,6 +30,11 @@ def use_fast_kernels(device: str | None = None) -> dict[str, str]:
   return {name: os.environ[name] for name in LEVERS if name in os.environ}
 
 
+def wide_kernels_wanted() -> bool:
+  """Whether CPU agents compile with `tinydqn.wide_kernels` (on unless TINYDQN_WIDE=0)."""
+  return os.environ.get("TINYDQN_WIDE", "1") != "0"
+
+
 def wait_for_device(device: str) -> None:
   """`Device[device].synchronize()`, sleeping instead of spinning while HCQ2's workers still have kernels queued.
 

@@ -1,0 +1,134 @@
+"""Where the CPU gradient step's time goes, kernel by kernel, against OpenBLAS on the same matmuls.
+
+For each shape, one child process per kernel set (tinygrad's stock kernels, then `tinydqn.wide_kernels`) runs
+the jitted gradient step (Adam, Huber, gradient clipping) under tinygrad's DEBUG=2, which times every kernel
+launch; the parent prints each kernel's median µs and GFLOP/s. In the same run, numpy (OpenBLAS, one thread)
+times the step's matmuls: per layer the forward x·Wᵀ of the online and target nets (and the online net at s'
+with Double DQN), and the backward dL/dW and dL/dx (none for the input layer).
+
+    DEV=CPU .venv/bin/python benchmarks/kernel_table.py
+    DEV=CPU .venv/bin/python benchmarks/kernel_table.py --shapes zoo --top 20
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+SHAPES = {  # name: (hidden layers, batch, Double DQN); CartPole: 4 inputs, 2 actions
+  "zoo": ((256, 256), 64, False),
+  "cleanrl": ((120, 84), 128, False),
+  "cartpole-preset": ((256, 256), 128, True),
+}
+KERNEL_LINE = re.compile(r"\*\*\* CPU\s+\d+\s+(\S+).*?tm\s+([\d.]+)(us|ms)/.*?\(\s*([\d.]+) GFLOPS")
+
+
+def child(shape: str, steps: int) -> None:
+  """Runs `steps` gradient steps; the lines tinygrad prints after the marker are the timed ones."""
+  import numpy as np
+  from tinygrad import Tensor
+
+  from tinydqn.agent import DQNAgent
+  from tinydqn.buffers import ReplayBuffer
+  from tinydqn.config import Config
+  hidden, batch, double_q = SHAPES[shape]
+  Tensor.manual_seed(0)
+  agent = DQNAgent(Config(net_arch=hidden, batch_size=batch, double_q=double_q), (4,), np.dtype(np.float32), 2)
+  rng = np.random.default_rng(0)
+  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=100)
+  for _ in range(100):
+    memory.add(rng.normal(size=(100, 4)), rng.integers(2, size=100), rng.normal(size=100), rng.normal(size=(100, 4)),
+               rng.random(100) < 0.05, np.zeros(100))
+  for i in range(steps + 3):
+    if i == 3: print("=== timed", flush=True)  # the first calls compile and capture
+    memory.sample_into(agent.batch, rng)
+    agent.update()
+
+
+def kernel_rows(shape: str, wide: bool, steps: int) -> list[tuple[str, int, float, float]]:
+  """(name, launches per step, median µs, median GFLOP/s) per kernel name, slowest total first."""
+  env = {**os.environ, "DEBUG": "2", "TINYDQN_WIDE": "1" if wide else "0"}
+  env.pop("HCQ2", None)  # DEBUG=2 times each launch; under HCQ2 a jitted call is one launch
+  out = subprocess.run([sys.executable, __file__, "--child", shape, "--steps", str(steps)], env=env,
+                       capture_output=True, text=True, check=True).stdout
+  times: dict[str, list[float]] = {}
+  gflops: dict[str, list[float]] = {}
+  for line in re.sub(r"\x1b\[[0-9;]*m", "", out.split("=== timed", 1)[1]).splitlines():
+    if (m := KERNEL_LINE.search(line)):
+      us = float(m.group(2)) * (1000 if m.group(3) == "ms" else 1)
+      times.setdefault(m.group(1), []).append(us)
+      gflops.setdefault(m.group(1), []).append(float(m.group(4)))
+  rows = [(name, round(len(ts) / steps), statistics.median(ts), statistics.median(gflops[name])) for name, ts in times.items()]
+  return sorted(rows, key=lambda r: -r[1] * r[2])
+
+
+def blas_matmuls(shape: str, repeats: int = 200) -> list[tuple[str, float, float]]:
+  """(shape label, µs, GFLOP/s) for each matmul of one gradient step, numpy/OpenBLAS on one thread."""
+  import numpy as np
+  from threadpoolctl import threadpool_limits
+  hidden, batch, double_q = SHAPES[shape]
+  sizes = [4, *hidden, 2]
+  rng = np.random.default_rng(0)
+  rows = []
+  with threadpool_limits(1):
+    for layer, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+      x, w, dy = (rng.standard_normal(s, dtype=np.float32) for s in ((batch, n_in), (n_out, n_in), (batch, n_out)))
+      products = [(f"fwd {batch}x{n_in}·({n_out}x{n_in})ᵀ", lambda: x @ w.T)] * (3 if double_q else 2)
+      products.append((f"dW ({batch}x{n_out})ᵀ·{batch}x{n_in}", lambda: dy.T @ x))
+      if layer > 0: products.append((f"dx {batch}x{n_out}·{n_out}x{n_in}", lambda: dy @ w))
+      for label, product in products:
+        for _ in range(20): product()
+        ts = []
+        for _ in range(repeats):
+          t = time.perf_counter()
+          product()
+          ts.append(time.perf_counter() - t)
+        us = statistics.median(ts) * 1e6
+        rows.append((label, us, 2 * batch * n_in * n_out / us / 1e3))
+  return rows
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
+  ap.add_argument("--steps", type=int, default=60)
+  ap.add_argument("--top", type=int, default=12, help="kernels listed per shape (by total time per step)")
+  ap.add_argument("--child", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.child:
+    child(args.child, args.steps)
+    return
+  for shape in args.shapes.split(","):
+    hidden, batch, double_q = SHAPES[shape]
+    print(f"\n### {shape}: MLP 4-{'-'.join(map(str, hidden))}-2, batch {batch}{', Double DQN' if double_q else ''}\n")
+    tables = {wide: kernel_rows(shape, wide, args.steps) for wide in (False, True)}
+    blas = blas_matmuls(shape)
+    for wide, rows in tables.items():
+      print(f"{'tinydqn.wide_kernels' if wide else 'tinygrad stock'}: kernels by total time per step "
+            f"(sum {sum(n * us for _, n, us, _ in rows):.0f} µs over {sum(n for _, n, _, _ in rows)} launches)\n")
+      print("| kernel | launches | µs each | GFLOP/s |\n|---|---:|---:|---:|")
+      for name, n, us, gf in rows[:args.top]: print(f"| `{name}` | {n} | {us:.1f} | {gf:.0f} |")
+      print()
+    # tinygrad's matmul kernels: the reduce kernels whose work (tinygrad's estimate) is one of the step's matmuls'
+    # (within 15%: fused bias and ReLU add a little); compared with OpenBLAS on the same products
+    matmul_flops = [us * gf * 1e3 for _, us, gf in blas]
+    for wide, rows in tables.items():
+      mm = [(n, us, us * gf * 1e3) for name, n, us, gf in rows if name.startswith("r_")
+            and any(abs(us * gf * 1e3 - f) <= 0.15 * f for f in matmul_flops)]
+      mm_us, mm_flops = sum(n * us for n, us, _ in mm), sum(n * f for n, _, f in mm)
+      step_us = sum(n * us for _, n, us, _ in rows)
+      print(f"{'wide' if wide else 'stock'}: {sum(n for n, _, _ in mm)} matmul kernels, {mm_us:.0f} µs per step, "
+            f"{mm_flops / mm_us / 1e3:.0f} GFLOP/s together; all kernels {step_us:.0f} µs")
+    blas_us, blas_flops = sum(us for _, us, _ in blas), sum(us * gf * 1e3 for _, us, gf in blas)
+    print(f"OpenBLAS (1 thread): the step's {len(blas)} matmuls take {blas_us:.0f} µs, {blas_flops / blas_us / 1e3:.0f} GFLOP/s "
+          f"together\n")
+    print("| matmul | µs | GFLOP/s |\n|---|---:|---:|")
+    for label, us, gf in blas: print(f"| {label} | {us:.1f} | {gf:.0f} |")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,81 @@
+"""tinydqn.wide_kernels: wider vectors and matmul tiles on the CPU must compute what tinygrad computes, use the wide
+vectors they exist for, and leave tinygrad stock on another release."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tinygrad import Device, Tensor
+
+from tinydqn import wide_kernels
+
+pytestmark = pytest.mark.skipif(Device.DEFAULT != "CPU", reason="the wide kernels are the CPU device's")
+
+
+def test_lanes_follow_the_cpu_flags():
+  assert wide_kernels.lanes_for("x86_64", ["sse4_2", "avx", "avx2", "avx512f"]) == 16
+  assert wide_kernels.lanes_for("x86_64", ["sse4_2", "avx", "avx2"]) == 8
+  assert wide_kernels.lanes_for("x86_64", ["sse4_2"]) == 4
+  assert wide_kernels.lanes_for("aarch64", ["avx512f"]) == 4
+
+
+# NN, NT (x·Wᵀ as nn.Linear computes it) and TN products, with fused bias and ReLU, including sizes no tile divides
+@pytest.mark.parametrize("m, k, n", [(64, 256, 256), (128, 120, 84), (32, 4, 256), (7, 5, 3), (64, 256, 2)])
+def test_products_match_numpy(m, k, n):
+  assert wide_kernels.install()
+  rng = np.random.default_rng(m * k * n)
+  a, b, w, bias = (rng.standard_normal(s, dtype=np.float32) for s in ((m, k), (k, n), (n, k), (n,)))
+  ta, tb, tw, tbias = (Tensor(x) for x in (a, b, w, bias))
+  cases = {
+    "NN": ((ta @ tb), a @ b),
+    "NT + bias + ReLU": ((ta @ tw.T + tbias).relu(), np.maximum(a @ w.T + bias, 0)),
+    "TN": ((ta.T @ ta), a.T @ a),
+  }
+  for name, (got, want) in cases.items():
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.sqrt(k), err_msg=name)
+
+
+KERNEL_SOURCE = """
+import numpy as np
+from tinygrad import Tensor
+from tinydqn import wide_kernels
+wide_kernels.install()
+a, w = (Tensor(np.ones(s, dtype=np.float32)) for s in ((64, 256), (256, 256)))
+(a @ w).realize()
+(a @ w.T).realize()
+"""
+
+
+def test_matmul_kernels_use_the_cpus_vector_width():
+  lanes = wide_kernels.vector_lanes()
+  if lanes <= 4: pytest.skip("this CPU has no vectors wider than tinygrad's stock 4 lanes")
+  env = {**os.environ, "DEBUG": "4", "DEV": "CPU", "PARALLEL": "0"}
+  out = subprocess.run([sys.executable, "-c", KERNEL_SOURCE], env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  # vector loads as wide as the CPU's registers, and a tile of accumulators in both products
+  printed = out.stdout + out.stderr
+  assert f"ext_vector_type({lanes})" in printed
+  assert printed.count("opts: (Opt(op=OptOps.UPCAST") >= 2
+
+
+OTHER_RELEASE = """
+import importlib.metadata, warnings
+importlib.metadata.version = lambda name: "0.15.0"
+from tinydqn import wide_kernels
+with warnings.catch_warnings(record=True) as caught:
+  warnings.simplefilter("always")
+  print(wide_kernels.install(), wide_kernels.install())
+print(len(caught), str(caught[0].message))
+import tinygrad.codegen.opt.heuristic as heuristic
+print(heuristic.hand_coded_optimizations.__module__)
+"""
+
+
+def test_another_tinygrad_release_keeps_the_stock_kernels_with_one_warning():
+  out = subprocess.run([sys.executable, "-c", OTHER_RELEASE], capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert lines[0] == "False False"
+  assert lines[1].startswith("1 ") and "0.15.0" in lines[1]
+  assert lines[2] == "tinygrad.codegen.opt.heuristic"

@@ -1,0 +1,198 @@
+"""Wide CPU kernels for tinygrad 0.14: vectors as wide as the CPU's, and matmul tiles chosen by rule.
+
+tinygrad 0.14 leaves most of a modern x86 core unused on its CPU device (BENCHMARKS.md, "CPU kernels"):
+- its late memory coalescing groups float loads and stores into at most 4 lanes on every device but the DSP, so
+  clang emits 128-bit FMAs on CPUs that have 256- or 512-bit ones;
+- its hand-coded heuristic upcasts output axes by 3 or 4 and unrolls reductions by 4 at most, and its BEAM search
+  never tries 8- or 16-wide tiles.
+
+`install()` changes three things, on the CPU device's clang renderer only, while leaving every other device stock:
+1. float loads and stores are grouped into up to `vector_lanes()` lanes (16 with AVX-512, 8 with AVX/AVX2);
+2. vector types wider than 16 bytes are declared with 16-byte alignment, so clang emits unaligned vector loads
+   (as fast on aligned data) and a buffer that is only 16-byte aligned, e.g. numpy's, never faults;
+3. matmul-shaped kernels (one ADD-reduce of a product of two loads, two output axes) get a register tile chosen by
+   rule: the output axis that is contiguous in memory upcast by the vector width, the other by a few rows, and the
+   reduction unrolled. Every other kernel keeps tinygrad's heuristic.
+Kernels are chosen by rule, not by timing, so a run is reproducible on any machine with the same vector width.
+Results equal the stock kernels' within float rounding (the sums are associated differently).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import platform
+from collections import defaultdict
+
+TINYGRAD_VERSION = "0.14.0"  # the internals patched here are those of this release
+
+
+def lanes_for(machine: str, flags: list[str]) -> int:
+  """float32 lanes of the widest vector unit a CPU with these `/proc/cpuinfo` flags has: 16 (AVX-512F), 8 (AVX),
+  else 4 (SSE, NEON: what tinygrad's stock grouping already uses)."""
+  if machine.lower() not in ("x86_64", "amd64"): return 4
+  return 16 if "avx512f" in flags else 8 if "avx" in flags else 4
+
+
+@functools.cache
+def vector_lanes() -> int:
+  """`lanes_for` this machine."""
+  try:
+    with open("/proc/cpuinfo") as f: flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+  except OSError: flags = []
+  return lanes_for(platform.machine(), flags)
+
+
+def _lane_choices(buf, lanes: int) -> tuple[int, ...]:
+  """How many lanes a group of loads or stores on `buf` may take, widest first."""
+  from tinygrad.dtype import AddrSpace, dtypes
+  if buf.addrspace == AddrSpace.REG: return (1,)
+  if buf.dtype == dtypes.float: return tuple(w for w in (16, 8, 4, 2) if w <= lanes) + (1,)
+  if buf.dtype in (dtypes.half, dtypes.int, dtypes.uint, *dtypes.fp8s): return (4, 2, 1)  # as stock
+  return (1,)
+
+
+def _wide_coalescing(sink, ren, lanes: int):
+  """Late memory coalescing with float groups up to `lanes` wide: loads (stores) of one buffer whose indices
+  differ only by consecutive constants become one vector load (store) where the first index divides the width."""
+  from tinygrad.dtype import AddrSpace, Invalid
+  from tinygrad.uop.ops import Ops, UOp
+  accesses: defaultdict[tuple, dict[int, list]] = defaultdict(dict)  # (op, buf, base, valid) -> offset -> uops
+  for u in sink.toposort():
+    if u.op not in (Ops.LOAD, Ops.STORE): continue
+    buf, index = u.src[0].src
+    if buf.addrspace == AddrSpace.REG: continue
+    idx, valid = index.get_idx(), index.get_valid()
+    if idx.op is Ops.ADD and idx.src[1].op is Ops.CONST: base, offset = idx.src[0], idx.src[1].val
+    elif idx.op is Ops.ADD and idx.src[0].op is Ops.CONST: base, offset = idx.src[1], idx.src[0].val
+    elif idx.op is Ops.CONST: base, offset = (None, 0) if idx.val is Invalid else (None, idx.val)
+    else: base, offset = idx, 0
+    accesses[(u.op, buf, base, valid)].setdefault(offset, []).append(u)
+  replacements = {}
+  for (op, buf, base, valid), by_offset in accesses.items():
+    choices = _lane_choices(buf, lanes)
+    offsets = sorted(by_offset)
+    runs = [[o for _, o in run] for _, run in itertools.groupby(enumerate(offsets), lambda p: p[1] - p[0])]
+    for run in runs:
+      while run:
+        start = base + run[0] if base is not None else UOp.const(run[0])
+        width = next(w for w in choices if w <= len(run) and start.divides(w) is not None)
+        group, run = run[:width], run[width:]
+        start = start.valid(valid) if valid is not None else start
+        target = UOp(Ops.SHRINK, src=(buf, start, UOp.const(width))) if width > 1 else buf.index(start)
+        if op is Ops.STORE:
+          assert all(len(by_offset[o]) == 1 for o in group), "two stores to one address"
+          values = [by_offset[o][0].src[1] for o in group]
+          store = target.store(UOp.stack(*values) if width > 1 else values[0])
+          replacements.update({by_offset[o][0]: store for o in group})
+        else:
+          vector = target.load()
+          for lane, o in enumerate(group):
+            replacements.update({u: vector.index(lane) if width > 1 else vector for u in by_offset[o]})
+  return sink.substitute(replacements, name="wide memory coalescing")
+
+
+def _stride(idx, rng) -> int | None:
+  """The constant step of an index expression along one loop variable: 0 if it does not appear, None if it
+  appears other than as `rng` or `rng * const` in the index's sum."""
+  from tinygrad.uop.ops import Ops
+  if rng not in idx.backward_slice_with_self: return 0
+  total = 0
+  for term in idx.split_uop(Ops.ADD):
+    if term is rng: total += 1
+    elif term.op is Ops.MUL and rng in term.src and (c := term.src[1 - term.src.index(rng)]).op is Ops.CONST: total += c.arg
+    elif rng in term.backward_slice_with_self: return None
+  return total
+
+
+def _matmul_tile(k, lanes: int):
+  """A register tile for a kernel shaped like C[m, n] = Σ_r A[m, r]·B[r, n] (plus fused elementwise work), or None
+  when the kernel is not of that shape or a tile does not fit. n is the output axis with unit stride, m another
+  output axis along which B does not move; the reduction is unrolled by 4.
+  - B moves along n in unit steps (NN, TN): n takes up to two vectors, m up to 8 rows; vector loads of B.
+  - B moves along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): n and m take 8 each; B's rows are
+    loaded 4 wide along r and transposed in registers."""
+  from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
+  from tinygrad.uop.ops import Ops
+  reduces = [u for u in k.ast.backward_slice if u.op is Ops.REDUCE]
+  if len(reduces) != 1 or reduces[0].arg[0] is not Ops.ADD or len(k.unrollable_dims) != 1: return None
+  stores = [u.src[0] for u in k.ast.backward_slice if u.op is Ops.STORE]
+  if len(stores) != 1: return None
+  reduced = k.rngs[k.unrollable_dims[0]]
+  # the inputs of the product; others (a bias, a ReLU mask) are elementwise work on the tile and do not shape it
+  operands = [b.src[1].get_idx() for b in k.bufs if b not in stores and reduced in b.src[1].get_idx().backward_slice_with_self]
+  if len(operands) != 2: return None
+  axes = k.upcastable_dims
+  unit = [a for a in axes if _stride(stores[0].src[1].get_idx(), k.rngs[a]) == 1]
+  if not unit: return None
+  n = unit[0]
+  if any(_stride(idx, k.rngs[n]) == 1 for idx in operands): n_tile = min(2 * lanes, 16)
+  elif all(_stride(idx, reduced) == 1 for idx in operands): n_tile = min(lanes, 8)
+  else: return None
+  rows = [a for a in axes if a != n and any(_stride(idx, k.rngs[a]) == 0 for idx in operands)]
+  if not rows: return None
+  m = max(rows, key=lambda a: k.full_shape[a])
+  n_tile = next((t for t in (n_tile, n_tile // 2, 4) if t > 1 and k.full_shape[n] % t == 0), None)
+  m_tile = next((t for t in (8, 4, 2) if k.full_shape[m] % t == 0), None)
+  if n_tile is None or m_tile is None: return None
+  tiled = k.copy()
+  try:
+    for axis, tile in sorted([(n, n_tile), (m, m_tile)], reverse=True):  # the higher axis first: an axis the tile
+      tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))                    # covers whole vanishes and shifts the later ones
+    if k.full_shape[k.unrollable_dims[0]] % 4 == 0: tiled.apply_opt(Opt(OptOps.UNROLL, 0, 4))
+  except KernelOptError: return None
+  return tiled
+
+
+_installed: bool | None = None
+
+
+def install() -> bool:
+  """Patches tinygrad's code generation for the CPU device as described above (once per process; later calls
+  return the first answer). Returns False, with one warning, when tinygrad is not the pinned release."""
+  global _installed
+  if _installed is not None: return _installed
+  import warnings
+
+  from importlib.metadata import version
+  if (found := version("tinygrad")) != TINYGRAD_VERSION:
+    warnings.warn(f"tinydqn's wide CPU kernels are written for tinygrad {TINYGRAD_VERSION}, not {found}; "
+                  "using tinygrad's stock kernels", stacklevel=2)
+    _installed = False
+    return False
+  import re
+
+  import tinygrad.codegen as codegen
+  import tinygrad.codegen.opt.heuristic as heuristic
+  from tinygrad.renderer.cstyle import ClangRenderer
+  lanes = vector_lanes()
+  stock_coalescing, stock_heuristic = codegen.memory_coalescing, heuristic.hand_coded_optimizations
+  stock_prefix = ClangRenderer.render_vector_prefix
+
+  def on_cpu(ren) -> bool: return isinstance(ren, ClangRenderer) and ren.target.device == "CPU"
+
+  def coalescing(sink, ren):
+    return _wide_coalescing(sink, ren, lanes) if on_cpu(ren) else stock_coalescing(sink, ren)
+
+  def optimizations(k):
+    return (on_cpu(k.ren) and _matmul_tile(k, lanes)) or stock_heuristic(k)
+
+  def vector_prefix(self, dt, count: int) -> str:
+    return re.sub(r"aligned\((\d+)\)", lambda m: f"aligned({min(int(m.group(1)), 16)})", stock_prefix(self, dt, count))
+
+  codegen.memory_coalescing, heuristic.hand_coded_optimizations = coalescing, optimizations
+  ClangRenderer.render_vector_prefix = vector_prefix
+  # tinygrad compiles in spawned worker processes, which import tinygrad afresh: have each install this too
+  import tinygrad.engine.worker as worker
+  global _stock_worker_init
+  _stock_worker_init, worker._init_worker = worker._init_worker, _init_compile_worker
+  worker.terminate_worker_pool()  # a pool started before now would compile stock kernels
+  _installed = True
+  return True
+
+
+_stock_worker_init = None
+
+
+def _init_compile_worker() -> None:
+  install()
+  _stock_worker_init()
