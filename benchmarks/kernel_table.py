@@ -12,6 +12,7 @@ with Double DQN), and the backward dL/dW and dL/dx (none for the input layer).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import statistics
@@ -66,8 +67,8 @@ def kernel_rows(shape: str, wide: bool, steps: int) -> list[tuple[str, int, floa
   return sorted(rows, key=lambda r: -r[1] * r[2])
 
 
-def blas_matmuls(shape: str, repeats: int = 200) -> list[tuple[str, float, float]]:
-  """(shape label, µs, GFLOP/s) for each matmul of one gradient step, numpy/OpenBLAS on one thread."""
+def blas_matmuls(shape: str, repeats: int = 200) -> list[tuple[str, int, float]]:
+  """(shape label, multiply-adds, µs) for each matmul of one gradient step, numpy/OpenBLAS on one thread."""
   import numpy as np
   from threadpoolctl import threadpool_limits
   hidden, batch, double_q = SHAPES[shape]
@@ -88,7 +89,7 @@ def blas_matmuls(shape: str, repeats: int = 200) -> list[tuple[str, float, float
           product()
           ts.append(time.perf_counter() - t)
         us = statistics.median(ts) * 1e6
-        rows.append((label, us, 2 * batch * n_in * n_out / us / 1e3))
+        rows.append((label, batch * n_in * n_out, us))
   return rows
 
 
@@ -113,21 +114,21 @@ def main() -> None:
       print("| kernel | launches | µs each | GFLOP/s |\n|---|---:|---:|---:|")
       for name, n, us, gf in rows[:args.top]: print(f"| `{name}` | {n} | {us:.1f} | {gf:.0f} |")
       print()
-    # tinygrad's matmul kernels: the reduce kernels whose work (tinygrad's estimate) is one of the step's matmuls'
-    # (within 15%: fused bias and ReLU add a little); compared with OpenBLAS on the same products
-    matmul_flops = [us * gf * 1e3 for _, us, gf in blas]
+    # tinygrad's matmul kernels: reduce kernels whose loops (the numbers in the name) multiply to one of the step's
+    # matmuls' multiply-adds; their GFLOP/s counted like OpenBLAS's, 2 per multiply-add
+    macs = {m for _, m, _ in blas}
     for wide, rows in tables.items():
-      mm = [(n, us, us * gf * 1e3) for name, n, us, gf in rows if name.startswith("r_")
-            and any(abs(us * gf * 1e3 - f) <= 0.15 * f for f in matmul_flops)]
-      mm_us, mm_flops = sum(n * us for n, us, _ in mm), sum(n * f for n, _, f in mm)
+      mm = [(n, us, loops) for name, n, us, _ in rows if name.startswith("r_")
+            and any(abs((loops := math.prod(int(d) for d in name.split("_")[1:])) - m) <= 0.01 * m for m in macs)]
+      mm_us, mm_flops = sum(n * us for n, us, _ in mm), sum(2 * n * loops for n, _, loops in mm)
       step_us = sum(n * us for _, n, us, _ in rows)
       print(f"{'wide' if wide else 'stock'}: {sum(n for n, _, _ in mm)} matmul kernels, {mm_us:.0f} µs per step, "
             f"{mm_flops / mm_us / 1e3:.0f} GFLOP/s together; all kernels {step_us:.0f} µs")
-    blas_us, blas_flops = sum(us for _, us, _ in blas), sum(us * gf * 1e3 for _, us, gf in blas)
+    blas_us, blas_flops = sum(us for _, _, us in blas), sum(2 * m for _, m, _ in blas)
     print(f"OpenBLAS (1 thread): the step's {len(blas)} matmuls take {blas_us:.0f} µs, {blas_flops / blas_us / 1e3:.0f} GFLOP/s "
           f"together\n")
     print("| matmul | µs | GFLOP/s |\n|---|---:|---:|")
-    for label, us, gf in blas: print(f"| {label} | {us:.1f} | {gf:.0f} |")
+    for label, m, us in blas: print(f"| {label} | {us:.1f} | {2 * m / us / 1e3:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""tinygrad's opt-in CPU levers must not change results: HCQ2=1 trains bit-identically to the stock path, with
+"""tinygrad's CPU levers must not change results: HCQ2=1 trains bit-identically to the stock path, with
 bursts of gradient steps fused into one jitted call."""
 import os
 import subprocess
@@ -34,7 +34,7 @@ def test_lever_gives_bit_identical_training(tmp_path, lever):
 LEVERS_SET = """
 import os, sys
 from tinydqn.fast import use_fast_kernels
-print(sorted(use_fast_kernels(sys.argv[1] if len(sys.argv) > 1 else None).items()))
+print(sorted(use_fast_kernels(sys.argv[1] if len(sys.argv) > 1 else None, search=len(sys.argv) > 2).items()))
 import tinygrad
 try: use_fast_kernels()
 except RuntimeError as e: print("refused after import")
@@ -44,16 +44,17 @@ except RuntimeError as e: print("refused after import")
 BOTH = "[('BEAM', '2'), ('HCQ2', '1')]"
 
 
-@pytest.mark.parametrize("device, expected", [(None, BOTH), ("CPU", BOTH), ("CUDA", "[('BEAM', '2')]")])
-def test_fast_sets_the_levers_before_tinygrad_starts(device, expected):
+@pytest.mark.parametrize("args, expected", [([], "[('HCQ2', '1')]"), (["CPU"], "[('HCQ2', '1')]"),
+                                            (["CPU", "search"], BOTH), (["CUDA", "search"], "[('BEAM', '2')]"),
+                                            (["CUDA"], "[]")])
+def test_fast_sets_the_levers_before_tinygrad_starts(args, expected):
   env = {k: v for k, v in os.environ.items() if k not in ("HCQ2", "BEAM", "DEV")}
-  proc = subprocess.run([sys.executable, "-c", LEVERS_SET, *([device] if device else [])], env=env, capture_output=True,
-                        text=True, timeout=120)
+  proc = subprocess.run([sys.executable, "-c", LEVERS_SET, *args], env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.splitlines() == [expected, "refused after import"]
 
 
 def test_a_value_the_user_set_wins():
-  env = {**{k: v for k, v in os.environ.items() if k not in ("HCQ2", "DEV")}, "BEAM": "0"}
+  env = {**{k: v for k, v in os.environ.items() if k not in ("BEAM", "DEV")}, "HCQ2": "0"}
   proc = subprocess.run([sys.executable, "-c", LEVERS_SET], env=env, capture_output=True, text=True, timeout=120)
-  assert proc.stdout.splitlines()[0] == "[('BEAM', '0'), ('HCQ2', '1')]", proc.stderr
+  assert proc.stdout.splitlines()[0] == "[('HCQ2', '0')]", proc.stderr

@@ -31,6 +31,9 @@ def test_products_match_numpy(m, k, n):
     "NN": ((ta @ tb), a @ b),
     "NT + bias + ReLU": ((ta @ tw.T + tbias).relu(), np.maximum(a @ w.T + bias, 0)),
     "TN": ((ta.T @ ta), a.T @ a),
+    "column sums": (ta.sum(axis=0), a.sum(axis=0)),
+    "row sums": (ta.sum(axis=1), a.sum(axis=1)),
+    "elementwise": ((ta * 2 + 1).relu(), np.maximum(a * 2 + 1, 0)),
   }
   for name, (got, want) in cases.items():
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.sqrt(k), err_msg=name)
@@ -79,3 +82,31 @@ def test_another_tinygrad_release_keeps_the_stock_kernels_with_one_warning():
   assert lines[0] == "False False"
   assert lines[1].startswith("1 ") and "0.15.0" in lines[1]
   assert lines[2] == "tinygrad.codegen.opt.heuristic"
+
+
+ONE_STEP = """
+import sys, numpy as np
+from tinygrad import Tensor
+from tinydqn.agent import DQNAgent
+from tinydqn.config import Config
+Tensor.manual_seed(0)
+agent = DQNAgent(Config(net_arch=(64, 64), batch_size=32, double_q=True), (4,), np.dtype(np.float32), 2)
+rng = np.random.default_rng(0)
+for _ in range(3):
+  for name, column in vars(agent.batch).items(): column[...] = rng.random(column.shape) * 2 - 1 if column.dtype.kind == "f" else rng.integers(2, size=column.shape)
+  agent.update()
+np.savez(sys.argv[1], **{k: v.numpy() for k, v in agent.state_dict().items()})
+"""
+
+
+def test_a_gradient_step_with_wide_kernels_equals_the_stock_step_within_rounding(tmp_path):
+  states = {}
+  for wide in ("0", "1"):
+    path = tmp_path / f"wide{wide}.npz"
+    env = {**os.environ, "TINYDQN_WIDE": wide, "DEV": "CPU"}
+    out = subprocess.run([sys.executable, "-c", ONE_STEP, str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    states[wide] = dict(np.load(path))
+  assert states["0"].keys() == states["1"].keys()
+  for name in states["0"]: np.testing.assert_allclose(states["1"][name], states["0"][name], rtol=1e-4, atol=1e-5, err_msg=name)
+  assert any(not np.array_equal(states["0"][k], states["1"][k]) for k in states["0"]), "the wide kernels did not run"

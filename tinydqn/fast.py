@@ -1,13 +1,16 @@
-"""Opt-in speed levers of tinygrad that are read once, when tinygrad is imported (so they cannot be config fields).
+"""tinygrad settings for speed that are read once, when tinygrad is imported (so they cannot be config fields).
 
-- `HCQ2=1`: tinygrad's command queue for the CPU; a whole jitted call is one submission instead of one Python
-  launch per kernel. Experimental in tinygrad: CPU only here (it is not applied when another device is named).
-- `BEAM=2`: tinygrad's kernel search. The first run for a network shape times candidate kernels (minutes on two
-  cores); the choice is cached per machine, and later runs start at once. Searched kernels may round differently
-  from the stock ones, so a run is reproducible with the same kernel cache, not across machines.
+- `HCQ2=1` (on by default for CPU training from the command line): tinygrad's command queue for the CPU; a whole
+  jitted call is one submission instead of one Python launch per kernel. Bit-identical results (tested). CPU only:
+  it is not set when another device is named.
+- `BEAM=2` (`train --fast`): tinygrad's kernel search. The first run for a network shape times candidate kernels
+  (minutes on two cores); the choice is cached per machine. Searched kernels may round differently, so such a run
+  is reproducible with the same kernel cache, not across machines. Under BEAM, tinygrad's search picks every
+  kernel's tiling, including the matmuls `tinydqn.wide_kernels` would otherwise tile by rule.
+- `TINYDQN_WIDE=0` keeps tinygrad's stock CPU kernels (see `tinydqn.wide_kernels`, on by default for CPU agents).
 
-Measured on the reference 2-core CPU: about 2× faster gradient steps (BENCHMARKS.md, "The gradient step").
-`wait_for_device` is how the agent waits for HCQ2's asynchronous kernels without taking a core from them.
+Figures: BENCHMARKS.md, "CPU kernels". `wait_for_device` is how the agent waits for HCQ2's asynchronous kernels
+without taking a core from them.
 """
 from __future__ import annotations
 
@@ -15,19 +18,20 @@ import os
 import sys
 import time
 
-LEVERS = {"HCQ2": "1", "BEAM": "2"}
+DEFAULT_LEVERS = {"HCQ2": "1"}  # CPU only
+SEARCH_LEVERS = {"BEAM": "2"}
 
 
-def use_fast_kernels(device: str | None = None) -> dict[str, str]:
-  """Sets the levers in the environment (values already set by the user win) and returns what is now set. Must run
-  before tinygrad is first imported; `device` (or DEV) naming a non-CPU device leaves HCQ2 out."""
+def use_fast_kernels(device: str | None = None, search: bool = False) -> dict[str, str]:
+  """Sets HCQ2 (for the CPU device) and, with `search`, BEAM in the environment (values already set by the user
+  win) and returns what is now set. Must run before tinygrad is first imported; `device` (or DEV) naming a non-CPU
+  device leaves HCQ2 out."""
   if "tinygrad" in sys.modules:
     raise RuntimeError("use_fast_kernels() must run before tinygrad is imported (it reads HCQ2 and BEAM at import)")
   named = (device or os.environ.get("DEV") or "CPU").split(":")[0].upper()
-  for name, value in LEVERS.items():
-    if name == "HCQ2" and named != "CPU": continue
-    os.environ.setdefault(name, value)
-  return {name: os.environ[name] for name in LEVERS if name in os.environ}
+  levers = {**(DEFAULT_LEVERS if named == "CPU" else {}), **(SEARCH_LEVERS if search else {})}
+  for name, value in levers.items(): os.environ.setdefault(name, value)
+  return {name: os.environ[name] for name in (*DEFAULT_LEVERS, *SEARCH_LEVERS) if name in os.environ}
 
 
 def wide_kernels_wanted() -> bool:

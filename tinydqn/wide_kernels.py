@@ -104,11 +104,12 @@ def _stride(idx, rng) -> int | None:
   return total
 
 
-def _matmul_tile(k, lanes: int):
-  """A register tile for a kernel shaped like C[m, n] = Σ_r A[m, r]·B[r, n] (plus fused elementwise work), or None
-  when the kernel is not of that shape or a tile does not fit. n is the output axis with unit stride, m another
-  output axis along which B does not move; the reduction is unrolled by 4.
-  - B moves along n in unit steps (NN, TN): n takes up to two vectors, m up to 8 rows; vector loads of B.
+def _reduce_tile(k, lanes: int):
+  """A register tile for a kernel shaped like C[m, n] = Σ_r A[m, r]·B[r, n] or c[n] = Σ_r B[r, n] (plus fused
+  elementwise work), or None when the kernel is not of that shape or a tile does not fit. n is the output axis with
+  unit stride, m another output axis along which B does not move; the reduction is unrolled by 4.
+  - B moves along n in unit steps (NN, TN, column sums): n takes up to two vectors, m up to 8 rows; vector loads
+    of B.
   - B moves along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): n and m take 8 each; B's rows are
     loaded 4 wide along r and transposed in registers."""
   from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
@@ -118,9 +119,9 @@ def _matmul_tile(k, lanes: int):
   stores = [u.src[0] for u in k.ast.backward_slice if u.op is Ops.STORE]
   if len(stores) != 1: return None
   reduced = k.rngs[k.unrollable_dims[0]]
-  # the inputs of the product; others (a bias, a ReLU mask) are elementwise work on the tile and do not shape it
+  # the reduced inputs; others (a bias, a ReLU mask) are elementwise work on the tile and do not shape it
   operands = [b.src[1].get_idx() for b in k.bufs if b not in stores and reduced in b.src[1].get_idx().backward_slice_with_self]
-  if len(operands) != 2: return None
+  if len(operands) not in (1, 2): return None
   axes = k.upcastable_dims
   unit = [a for a in axes if _stride(stores[0].src[1].get_idx(), k.rngs[a]) == 1]
   if not unit: return None
@@ -129,18 +130,41 @@ def _matmul_tile(k, lanes: int):
   elif all(_stride(idx, reduced) == 1 for idx in operands): n_tile = min(lanes, 8)
   else: return None
   rows = [a for a in axes if a != n and any(_stride(idx, k.rngs[a]) == 0 for idx in operands)]
-  if not rows: return None
-  m = max(rows, key=lambda a: k.full_shape[a])
+  if len(operands) == 2 and not rows: return None
   n_tile = next((t for t in (n_tile, n_tile // 2, 4) if t > 1 and k.full_shape[n] % t == 0), None)
-  m_tile = next((t for t in (8, 4, 2) if k.full_shape[m] % t == 0), None)
-  if n_tile is None or m_tile is None: return None
+  if n_tile is None: return None
+  tiles = [(n, n_tile)]
+  if rows:
+    m = max(rows, key=lambda a: k.full_shape[a])
+    if (m_tile := next((t for t in (8, 4, 2) if k.full_shape[m] % t == 0), None)) is not None: tiles.append((m, m_tile))
   tiled = k.copy()
   try:
-    for axis, tile in sorted([(n, n_tile), (m, m_tile)], reverse=True):  # the higher axis first: an axis the tile
-      tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))                    # covers whole vanishes and shifts the later ones
+    for axis, tile in sorted(tiles, reverse=True):  # the higher axis first: an axis the tile covers whole vanishes
+      tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))  # from the list and shifts the ones after it
     if k.full_shape[k.unrollable_dims[0]] % 4 == 0: tiled.apply_opt(Opt(OptOps.UNROLL, 0, 4))
   except KernelOptError: return None
   return tiled
+
+
+def _elementwise_tile(k, lanes: int):
+  """One vector per iteration along the output's unit-stride axis for kernels without a reduction (stock: 4 lanes),
+  or None."""
+  from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
+  from tinygrad.uop.ops import Ops
+  if any(u.op is Ops.REDUCE for u in k.ast.backward_slice): return None
+  stores = [u.src[0] for u in k.ast.backward_slice if u.op is Ops.STORE]
+  if len(stores) != 1 or stores[0].src[0].dtype != _float32(): return None
+  unit = [a for a in k.upcastable_dims if _stride(stores[0].src[1].get_idx(), k.rngs[a]) == 1 and k.full_shape[a] % lanes == 0]
+  if not unit: return None
+  tiled = k.copy()
+  try: tiled.apply_opt(Opt(OptOps.UPCAST, unit[0], lanes))
+  except KernelOptError: return None
+  return tiled
+
+
+def _float32():
+  from tinygrad.dtype import dtypes
+  return dtypes.float32
 
 
 _installed: bool | None = None
@@ -174,7 +198,7 @@ def install() -> bool:
     return _wide_coalescing(sink, ren, lanes) if on_cpu(ren) else stock_coalescing(sink, ren)
 
   def optimizations(k):
-    return (on_cpu(k.ren) and _matmul_tile(k, lanes)) or stock_heuristic(k)
+    return (on_cpu(k.ren) and (_reduce_tile(k, lanes) or _elementwise_tile(k, lanes))) or stock_heuristic(k)
 
   def vector_prefix(self, dt, count: int) -> str:
     return re.sub(r"aligned\((\d+)\)", lambda m: f"aligned({min(int(m.group(1)), 16)})", stock_prefix(self, dt, count))
