@@ -5,10 +5,13 @@ import resource
 import sys
 import tempfile
 
-from tinydqn.config import Config
-from tinydqn.envs import make_env
-from tinydqn.evaluate import evaluate
-from tinydqn.train import train
+from tinydqn.fast import use_fast_kernels
+
+use_fast_kernels()  # as `tinydqn train` does: HCQ2 for the CPU unless the environment says otherwise
+from tinydqn.config import Config  # noqa: E402 (tinygrad must start after the line above)
+from tinydqn.envs import make_env  # noqa: E402
+from tinydqn.evaluate import evaluate  # noqa: E402
+from tinydqn.train import train  # noqa: E402
 
 
 def main():

@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--device", help="tinygrad device, e.g. CPU, CUDA, AMD, METAL [default: tinygrad's]")
   train.add_argument("--quiet", action="store_true", help="no progress line")
   train.add_argument("--fast", action="store_true",
-                     help="also search kernels with tinygrad's BEAM=2: the first run per network shape spends minutes "
-                          "searching (then cached); not faster than the default CPU kernels on the MLP presets")
+                     help="also search kernels with tinygrad's BEAM=2, which then tiles every kernel itself: the first "
+                          "run per network shape spends minutes searching (then cached)")
   _add_config_flags(train)
 
   ev = sub.add_parser("eval", help="evaluate a trained agent greedily",
@@ -137,11 +137,12 @@ def _check_device(device: str | None) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-  from tinydqn.fast import use_fast_kernels
-  levers = use_fast_kernels(args.device, search=args.fast)
-  if args.fast:
-    print(f"tinydqn: --fast: {' '.join(f'{k}={v}' for k, v in levers.items())} (a new network shape first searches "
-          "kernels, for minutes; cached after)", file=sys.stderr)
+  if "tinygrad" not in sys.modules:  # a caller in this process (a notebook, a test) started tinygrad its own way
+    from tinydqn.fast import use_fast_kernels
+    levers = use_fast_kernels(args.device, search=args.fast)
+    if args.fast:
+      print(f"tinydqn: --fast: {' '.join(f'{k}={v}' for k, v in levers.items())} (a new network shape first searches "
+            "kernels, for minutes; cached after)", file=sys.stderr)
   field_names = {f.name for f in dataclasses.fields(Config)}
   overrides = {k: v for k, v in vars(args).items() if k in field_names - POSITIONAL_FIELDS}
   if args.resume is not None:
