@@ -110,8 +110,8 @@ def _reduce_tile(k, lanes: int):
   unit stride, m another output axis along which B does not move; the reduction is unrolled by 4.
   - B moves along n in unit steps (NN, TN, column sums): n takes up to two vectors, m up to 8 rows; vector loads
     of B.
-  - B moves along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): n and m take 8 each; B's rows are
-    loaded 4 wide along r and transposed in registers."""
+  - both inputs move along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): 8 × 8, rows loaded 4 wide
+    along r and transposed in registers; the vector runs along n, or along m when 8 does not divide n."""
   from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
   from tinygrad.uop.ops import Ops
   reduces = [u for u in k.ast.backward_slice if u.op is Ops.REDUCE]
@@ -126,24 +126,34 @@ def _reduce_tile(k, lanes: int):
   unit = [a for a in axes if _stride(stores[0].src[1].get_idx(), k.rngs[a]) == 1]
   if not unit: return None
   n = unit[0]
-  if any(_stride(idx, k.rngs[n]) == 1 for idx in operands): n_tile = min(2 * lanes, 16)
-  elif all(_stride(idx, reduced) == 1 for idx in operands): n_tile = min(lanes, 8)
-  else: return None
   rows = [a for a in axes if a != n and any(_stride(idx, k.rngs[a]) == 0 for idx in operands)]
   if len(operands) == 2 and not rows: return None
-  n_tile = next((t for t in (n_tile, n_tile // 2, 4) if t > 1 and k.full_shape[n] % t == 0), None)
-  if n_tile is None: return None
-  tiles = [(n, n_tile)]
-  if rows:
-    m = max(rows, key=lambda a: k.full_shape[a])
-    if (m_tile := next((t for t in (8, 4, 2) if k.full_shape[m] % t == 0), None)) is not None: tiles.append((m, m_tile))
+  m = max(rows, key=lambda a: k.full_shape[a]) if rows else None
+  if any(_stride(idx, k.rngs[n]) == 1 for idx in operands):  # vector loads along n
+    tiles = [(n, _divisor(k.full_shape[n], (min(2 * lanes, 16), lanes, 4)))]
+    if m is not None: tiles.append((m, _divisor(k.full_shape[m], (8, 4, 2))))
+  elif all(_stride(idx, reduced) == 1 for idx in operands) and m is not None:  # NT: transposed in registers; the
+    # vector runs along n if 8 divide it, else along m (its strided stores happen once per tile, not per step)
+    vector = n if k.full_shape[n] % 8 == 0 or k.full_shape[m] % 8 != 0 else m
+    other = m if vector == n else n
+    tiles = [(vector, _divisor(k.full_shape[vector], (8, 4))), (other, _divisor(k.full_shape[other], (8, 4, 2)))]
+  else: return None
+  if tiles[0][1] is None: return None  # no vector fits the output
+  tiles = [(axis, tile) for axis, tile in tiles if tile is not None]
   tiled = k.copy()
   try:
-    for axis, tile in sorted(tiles, reverse=True):  # the higher axis first: an axis the tile covers whole vanishes
-      tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))  # from the list and shifts the ones after it
+    for i, (axis, tile) in enumerate(tiles):  # the first tile is the innermost, the one clang vectorises
+      whole = tiled.full_shape[axis] == tile  # an axis the tile covers whole leaves the list: later ones shift
+      tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))
+      if whole: tiles[i + 1:] = [(a - (a > axis), t) for a, t in tiles[i + 1:]]
     if k.full_shape[k.unrollable_dims[0]] % 4 == 0: tiled.apply_opt(Opt(OptOps.UNROLL, 0, 4))
   except KernelOptError: return None
   return tiled
+
+
+def _divisor(size: int, choices: tuple[int, ...]) -> int | None:
+  """The first of `choices` that divides `size`."""
+  return next((c for c in choices if size % c == 0), None)
 
 
 def _elementwise_tile(k, lanes: int):
