@@ -6,15 +6,16 @@ tinygrad 0.14 leaves most of a modern x86 core unused on its CPU device (BENCHMA
 - its hand-coded heuristic upcasts output axes by 3 or 4 and unrolls reductions by 4 at most, and its BEAM search
   never tries 8- or 16-wide tiles.
 
-`install()` changes three things, on the CPU device's clang renderer only, while leaving every other device stock:
+`install()` changes, on the CPU device's clang renderer only (every other device stays stock):
 1. float loads and stores are grouped into up to `vector_lanes()` lanes (16 with AVX-512, 8 with AVX/AVX2);
 2. vector types wider than 16 bytes are declared with 16-byte alignment, so clang emits unaligned vector loads
    (as fast on aligned data) and a buffer that is only 16-byte aligned, e.g. numpy's, never faults;
-3. matmul-shaped kernels (one ADD-reduce of a product of two loads, two output axes) get a register tile chosen by
-   rule: the output axis that is contiguous in memory upcast by the vector width, the other by a few rows, and the
-   reduction unrolled. Every other kernel keeps tinygrad's heuristic.
+3. kernels with one ADD reduction of one or two inputs (matmuls, column and row sums) get a register tile chosen
+   by rule (`_reduce_tile`), elementwise float kernels one full vector per iteration (`_elementwise_tile`); every
+   other kernel keeps tinygrad's heuristic.
 Kernels are chosen by rule, not by timing, so a run is reproducible on any machine with the same vector width.
-Results equal the stock kernels' within float rounding (the sums are associated differently).
+Results equal the stock kernels' within float rounding (the sums are associated differently). tinygrad is imported
+inside the functions: importing this module must not start tinygrad (HCQ2 is read when tinygrad starts).
 """
 from __future__ import annotations
 
