@@ -43,7 +43,7 @@ EVAL = dict(eval_freq=2500, eval_episodes=10, eval_seed=10_000, final_episodes=2
 
 
 def run(library: str, config: dict, seed: int, env: dict[str, str]) -> dict:
-  cfg = {**config, **EVAL, "seed": seed}
+  cfg = {**EVAL, **config, "seed": seed}  # a config may bring its own evaluation settings
   if library.startswith("tinydqn"):
     cmd = [sys.executable, str(HERE / "tinydqn_runner.py"), json.dumps(cfg)]
   else:

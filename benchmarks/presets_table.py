@@ -1,0 +1,107 @@
+"""The classic-control preset table: tinydqn's presets against SB3 with the zoo's settings, on fresh seeds.
+
+Per task, each seed is one run per library (separate processes, via vs_sb3.py's runners), evaluated the same way:
+greedy every eval_freq env steps, and the final policy over 20 episodes. Results are kept as one JSON file per
+run in --out, so an interrupted table resumes where it stopped and a finished one prints again at once.
+Reported per task and library: the IQM of final returns with a 95% bootstrap interval (tinydqn.plot's
+statistics), the fraction of seeds ending solved, and the median env step and training wall-clock of the first
+solving evaluation (over the seeds that solved).
+
+The default seeds, 100-119, were chosen before any result on them was seen and were never used for tuning
+(the presets were tuned on seeds 0-9); SB3 runs the first --sb3-seeds of them.
+
+    bash benchmarks/setup_sb3.sh                                       # once; LunarLander needs Box2D in both
+    .venv/bin/pip install -e ".[box2d]"; benchmarks/.sb3-venv/bin/pip install "gymnasium[box2d]"
+    .venv/bin/python benchmarks/presets_table.py --jobs 2              # all four tasks, 20 seeds, SB3 on 5
+    .venv/bin/python benchmarks/presets_table.py --tasks CartPole-v1 --seeds 100-104 --sb3-seeds 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vs_sb3 import SB3_PYTHON, ZOO, run, tinydqn_preset  # noqa: E402
+
+from tinydqn.plot import bootstrap_ci, iqm  # noqa: E402
+from tinydqn.sweep import parse_seeds  # noqa: E402
+
+# task: (tinydqn preset, solved at a greedy mean of at least, the zoo's published DQN score at its budget)
+TASKS = {
+  "CartPole-v1": ("cartpole", 475.0, 500.0),
+  "Acrobot-v1": ("acrobot", -100.0, -76.6),
+  "MountainCar-v0": ("mountaincar", -110.0, -100.9),
+  "LunarLander-v3": ("lunarlander", 200.0, 154.4),
+}
+
+
+def configs(task: str, total_timesteps: int | None = None) -> dict[str, dict]:
+  """Both libraries' settings: tinydqn's preset; SB3 with the zoo's (tinydqn's other presets are the zoo's)."""
+  preset = TASKS[task][0]
+  zoo = ZOO if task == "CartPole-v1" else tinydqn_preset(preset)
+  budget = {"total_timesteps": total_timesteps or zoo["total_timesteps"]}
+  common = {**budget, "eval_freq": make_eval_freq(budget)}
+  return {"tinydqn": {**tinydqn_preset(preset), **common}, "sb3": {**zoo, **common}}
+
+
+def make_eval_freq(config: dict) -> int:
+  """One greedy evaluation every 1/20 of the budget (2,500 steps on CartPole, as the README's figures)."""
+  return max(config["total_timesteps"] // 20, 1)
+
+
+def one_run(task: str, library: str, config: dict, seed: int, out: Path) -> dict:
+  path = out / task / f"{library}_seed{seed}.json"
+  if path.exists(): return json.loads(path.read_text())
+  result = run(library, config, seed, {})
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result))
+  print(f"{task} {library} seed {seed}: final {result['final_return']:.1f}, train {result['train_seconds']:.0f} s",
+        file=sys.stderr, flush=True)
+  return result
+
+
+def summary(rows: list[dict], solved: float) -> str:
+  finals = np.array([r["final_return"] for r in rows], dtype=np.float64)
+  low, high = bootstrap_ci(finals, "iqm")
+  firsts = [next((e for e in r["evals"] if e["mean_return"] >= solved), None) for r in rows]
+  firsts = [f for f in firsts if f is not None]
+  step = f"{statistics.median(f['step'] for f in firsts):,.0f}" if firsts else "never"
+  seconds = f"{statistics.median(f['train_time_s'] for f in firsts):.1f}" if firsts else "-"
+  train = statistics.median(r["train_seconds"] for r in rows)
+  return (f"{len(rows)} | {float(iqm(finals)):.1f} [{low:.1f}, {high:.1f}] | "
+          f"{sum(finals >= solved)}/{len(rows)} | {step} | {seconds} | {train:.1f}")
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
+  ap.add_argument("--seeds", default="100-119", help="tinydqn's seeds (default: 20 never used for tuning)")
+  ap.add_argument("--sb3-seeds", type=int, default=5, help="SB3 runs the first N of --seeds (0: tinydqn only)")
+  ap.add_argument("--jobs", type=int, default=1, help="runs at a time (2 shares this machine's two cores)")
+  ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "presets"))
+  ap.add_argument("--total-timesteps", type=int, help="another budget for every task (a smoke test, not the table)")
+  args = ap.parse_args()
+  seeds, out = parse_seeds(args.seeds), Path(args.out)
+  if args.sb3_seeds and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
+  jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
+          for library, config in configs(task, args.total_timesteps).items() if library == "tinydqn" or seed in seeds[:args.sb3_seeds]]
+  with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
+    results = list(pool.map(lambda job: (job, one_run(*job, out)), jobs))
+  print(f"\nSeeds {args.seeds} (SB3: the first {args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
+  print("| task | library | seeds | final IQM [95% CI] | ends solved | first solve: median env step | : train s "
+        "| train s (median) | zoo's published score |")
+  print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+  for task in args.tasks.split(","):
+    for library in ("tinydqn", "sb3"):
+      rows = [r for (t, lib, _, _), r in results if t == task and lib == library]
+      if rows: print(f"| {task} | {library} | {summary(rows, TASKS[task][1])} | {TASKS[task][2]} |")
+
+
+if __name__ == "__main__":
+  main()
