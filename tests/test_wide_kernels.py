@@ -93,7 +93,8 @@ Tensor.manual_seed(0)
 agent = DQNAgent(Config(net_arch=(64, 64), batch_size=32, double_q=True), (4,), np.dtype(np.float32), 2)
 rng = np.random.default_rng(0)
 for _ in range(3):
-  for name, column in vars(agent.batch).items(): column[...] = rng.random(column.shape) * 2 - 1 if column.dtype.kind == "f" else rng.integers(2, size=column.shape)
+  for column in vars(agent.batch).values():
+    column[...] = rng.random(column.shape) * 2 - 1 if column.dtype.kind == "f" else rng.integers(2, size=column.shape)
   agent.update()
 np.savez(sys.argv[1], **{k: v.numpy() for k, v in agent.state_dict().items()})
 """
