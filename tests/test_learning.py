@@ -86,3 +86,19 @@ def test_updates_per_env_step_do_not_depend_on_num_envs(tmp_path, monkeypatch, n
   rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
   assert rows and all(int(r["episodic_length"]) >= 8 for r in rows)  # CartPole cannot end sooner
   assert sum(int(r["episodic_length"]) for r in rows) <= 400
+
+
+def test_schedules_stop_at_their_end_when_num_envs_overshoots_the_total(tmp_path, monkeypatch, capsys):
+  from tinydqn.cli import main
+  from tinydqn.train import beta_at, learning_rate_at
+  config = make_config("CartPole-v1", total_timesteps=1001, num_envs=4, learning_rate_schedule="linear",
+                       prioritized=True, exploration_fraction=1.0)
+  assert learning_rate_at(config, 1004) == 0.0 and beta_at(config, 1004) == 1.0  # was −3e-7 (gradient ascent)
+  assert linear_epsilon(config, 1004) == pytest.approx(config.exploration_final_eps)
+  rates = []
+  monkeypatch.setattr(DQNAgent, "set_learning_rate", lambda self, lr: rates.append(lr))
+  assert main(["train", "--run-dir", str(tmp_path / "run"), "--total-timesteps", "1001", "--num-envs", "4",
+               "--learning-starts", "500", "--net-arch", "8", "--eval-freq", "0", "--eval-episodes", "1", "--quiet",
+               "--learning-rate-schedule", "linear"]) == 0
+  assert rates and min(rates) >= 0.0
+  assert "Done: 1004 env steps" in capsys.readouterr().out  # the steps taken, not total_timesteps

@@ -162,8 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report(result) -> int:
-  config, ev = result.agent.config, result.final_eval
-  print(f"\nDone: {config.total_timesteps} env steps in {result.seconds:.1f} s ({result.steps_per_second:.0f} steps/s)")
+  ev = result.final_eval
+  print(f"\nDone: {result.steps} env steps in {result.seconds:.1f} s ({result.steps_per_second:.0f} steps/s)")
   print(f"Final greedy evaluation ({len(ev.returns)} episodes): mean return {ev.mean_return:.1f} ± {ev.std_return:.1f}")
   print(f"Run directory: {result.run_dir}  (config.json, metrics.csv, eval.csv, summary.json, checkpoints/)")
   print(f"Evaluate again: tinydqn eval {result.run_dir}")

@@ -33,6 +33,7 @@ class TrainResult:
   agent: DQNAgent
   final_eval: EvalResult | None
   steps_per_second: float
+  steps: int  # env steps taken: total_timesteps rounded up to a multiple of num_envs
   seconds: float  # wall-clock of the whole loop
   eval_seconds: float  # the part of it spent in periodic greedy evaluation
 
@@ -53,25 +54,31 @@ class LoopState:
   lives: np.ndarray | None = None  # Atari: each env's lives, to store a life loss as terminal
 
 
+def linear_schedule(start: float, end: float, step: int, span: float) -> float:
+  """`start` moving linearly to `end` over the first `span` env steps, then `end`. Clamped: with n envs the last
+  step can pass `span` (total 1001 with 4 envs ends at 1004), and a schedule must not go beyond its end value."""
+  progress = min(1.0, step / span) if span > 0 else 1.0
+  return start + progress * (end - start)
+
+
 def linear_epsilon(config: Config, step: int) -> float:
   """ε falls linearly from exploration_initial_eps to exploration_final_eps over the first
   exploration_fraction of total_timesteps, then stays there (SB3's schedule). Noisy nets explore through their
   noise instead: ε is 0."""
   if config.noisy: return 0.0
-  span = config.exploration_fraction * config.total_timesteps
-  progress = min(1.0, step / span) if span > 0 else 1.0
-  return config.exploration_initial_eps + progress * (config.exploration_final_eps - config.exploration_initial_eps)
+  return linear_schedule(config.exploration_initial_eps, config.exploration_final_eps, step,
+                         config.exploration_fraction * config.total_timesteps)
 
 
 def learning_rate_at(config: Config, step: int) -> float:
   """The step size after `step` environment steps: constant, or falling linearly to 0 at the end."""
   if config.learning_rate_schedule == "constant": return config.learning_rate
-  return config.learning_rate * (1.0 - step / config.total_timesteps)
+  return linear_schedule(config.learning_rate, 0.0, step, config.total_timesteps)
 
 
 def beta_at(config: Config, step: int) -> float:
   """Prioritized replay's importance-sampling exponent: from `beta` at the start linearly to 1 at the end."""
-  return config.beta + (1.0 - config.beta) * min(1.0, step / config.total_timesteps)
+  return linear_schedule(config.beta, 1.0, step, config.total_timesteps)
 
 
 def crossings(interval: int, before: int, after: int) -> int:
@@ -234,7 +241,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
   (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
   envs.close()
   eval_env.close()
-  return TrainResult(run_dir, agent, final_eval, state.step / seconds, seconds, state.eval_seconds)
+  return TrainResult(run_dir, agent, final_eval, state.step / seconds, state.step, seconds, state.eval_seconds)
 
 
 class _stop_on_signals:
