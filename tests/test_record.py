@@ -53,3 +53,20 @@ def test_bad_input_is_one_line(run, tmp_path, capsys, args, fragment):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and fragment in err[0]
   assert not (tmp_path / "x.avi").exists()
+
+
+def test_video_uses_the_runs_sticky_actions_as_eval_does(tmp_path, monkeypatch):
+  """With sticky actions (MinAtar's 0.1, sticky Atari) a video made without them shows other episodes than eval's."""
+  import numpy as np
+  import tinydqn.record as recording
+  from tinydqn.agent import DQNAgent
+  from tinydqn.checkpoint import save_checkpoint
+  config = make_config("CartPole-v1", sticky_actions=0.25, net_arch=(8,))
+  save_checkpoint(DQNAgent(config, (4,), np.dtype(np.float32), 2), 0, (4,), np.float32, tmp_path / "ckpt")
+  made = []
+  def spy(*args, **kwargs):
+    made.append(kwargs.get("sticky_actions", 0.0))
+    return make_env(*args, **kwargs)
+  monkeypatch.setattr(recording, "make_env", spy)
+  assert main(["record", str(tmp_path / "ckpt.json"), "-o", str(tmp_path / "v.gif")]) == 0
+  assert made == [0.25]

@@ -214,7 +214,8 @@ def cmd_record(args: argparse.Namespace) -> int:
   from tinydqn.record import record
   ckpt, agent = _load_agent(args.path, args.device)
   seed = ckpt.config.eval_seed if args.seed is None else args.seed
-  result, frames = record(agent, ckpt.config.env_id, args.output, args.episodes, seed, args.fps)
+  result, frames = record(agent, ckpt.config.env_id, args.output, args.episodes, seed, args.fps,
+                         ckpt.config.sticky_actions)
   print(f"wrote {args.output}: {frames} frames, {args.episodes} greedy episode(s) of {ckpt.config.env_id} "
         f"(checkpoint step {ckpt.step}), returns {', '.join(f'{r:g}' for r in result.returns)}")
   return 0

@@ -40,16 +40,17 @@ class FrameTap(gym.Wrapper):
 
 
 def record(agent: DQNAgent, env_id: str, path: str | Path, episodes: int = 1, seed: int = 0,
-           fps: float | None = None) -> tuple[EvalResult, int]:
+           fps: float | None = None, sticky_actions: float = 0.0) -> tuple[EvalResult, int]:
   """Plays `episodes` greedy episodes (episode i from seed `seed + i`) into a video; returns their result and
-  the number of frames written (one per step plus the first frame of each episode)."""
+  the number of frames written (one per step plus the first frame of each episode). Pass the run's
+  `sticky_actions`, as `tinydqn eval` does, or the video shows other episodes than the ones eval scores."""
   path = Path(path)
   if path.suffix.lower() not in FORMATS: raise UserError(f"video file must end in {' or '.join(FORMATS)}, got {path}")
   if episodes < 1: raise UserError(f"episodes must be >= 1, got {episodes}")
   imageio = import_extra("imageio", "video", "recording videos")
   if path.suffix.lower() == ".mp4": import_extra("imageio_ffmpeg", "video", "writing mp4")
   for var in ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER"): os.environ.setdefault(var, "dummy")  # pygame: no window, no sound
-  env = make_env(env_id, render_mode="rgb_array")
+  env = make_env(env_id, render_mode="rgb_array", sticky_actions=sticky_actions)
   if "rgb_array" not in env.metadata.get("render_modes", []):
     env.close()
     raise UserError(f"{env_id} cannot render frames (render_mode='rgb_array' is not supported)")
