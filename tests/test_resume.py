@@ -173,13 +173,20 @@ def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch
   assert not (tmp_path / "run" / "summary.json").exists()
 
 
-def test_snapshot_without_replay_still_resumes(tmp_path):
+def test_snapshot_without_replay_still_resumes(tmp_path, monkeypatch):
+  from tinydqn.buffers import ReplayBuffer
   config = CONFIG.replace(checkpoint_buffer=False, total_timesteps=1200)
+  fills, original = [], ReplayBuffer.sample_into
+  def spy(self, *args):
+    fills.append(len(self))
+    return original(self, *args)
+  monkeypatch.setattr(ReplayBuffer, "sample_into", spy)
   proc = cli("train", "--run-dir", str(tmp_path / "run"), *FLAGS, "--total-timesteps", "1200", "--no-checkpoint-buffer",
              driver=["safe_save", "2"])
   proc.wait(timeout=300)
   assert not (tmp_path / "run" / "checkpoints" / "step_000000000400" / "replay.npz").exists()
   result = resume(tmp_path / "run", progress=False)
+  assert fills and min(fills) > config.learning_starts  # it refilled its memory before training again
   assert result.agent.config == config and json.loads((tmp_path / "run" / "summary.json").read_text())["total_timesteps"] == 1200
 
 

@@ -86,6 +86,13 @@ def crossings(interval: int, before: int, after: int) -> int:
   return after // interval - before // interval
 
 
+def ready_to_learn(config: Config, step: int, memory: ReplayBuffer) -> bool:
+  """Gradient steps start after `learning_starts` env steps, once the memory holds that many transitions (or is
+  full). In a fresh run the two coincide; a run resumed from a snapshot without its replay memory refills it
+  first instead of training at once on the few transitions gathered since the resume."""
+  return step > config.learning_starts and len(memory) > min(config.learning_starts, memory.capacity - 1)
+
+
 def train(config: Config, run_dir: str | Path | None = None, force: bool = False, progress: bool = True,
           device: str | None = None) -> TrainResult:
   """Trains a DQN agent as `config` says, writing config.json, metrics.csv, eval.csv, summary.json,
@@ -209,7 +216,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
         bar.update(state.step, eps=epsilon, ret10=float(np.mean(state.recent_returns)), loss=loss)
         state.episode_returns[i], state.episode_lengths[i] = 0.0, 0
       # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
-      if state.step > config.learning_starts and (rounds := crossings(config.train_freq, before, state.step)):
+      if ready_to_learn(config, state.step, memory) and (rounds := crossings(config.train_freq, before, state.step)):
         if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, state.step))
         beta = beta_at(config, state.step)
         if config.prioritized:  # each step's priorities are written back before the next minibatch is drawn
