@@ -65,5 +65,18 @@ def test_missing_and_corrupt_checkpoints_are_user_errors(tmp_path, small_config)
   with pytest.raises(UserError, match="cannot read checkpoint"): load_checkpoint(meta)
   meta.write_text("{not json")
   with pytest.raises(UserError, match="cannot read checkpoint"): load_checkpoint(meta)
-  meta.write_text(json.dumps({"weights": "gone.safetensors"}))
+  meta.write_text(json.dumps({"format": 1, "weights": "gone.safetensors"}))
   with pytest.raises(UserError, match="missing"): load_checkpoint(meta)
+
+
+def test_another_format_version_is_one_line_naming_both(tmp_path, small_config):
+  from tinydqn.snapshot import load_latest_snapshot, save_snapshot
+  meta = save_checkpoint(make_agent(small_config), 1, (4,), np.dtype(np.float32), tmp_path / "c")
+  meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 2}))
+  with pytest.raises(UserError, match=r"format version 2; .* reads version 1$"): load_checkpoint(meta)
+  agent, memory = make_agent(small_config), filled_buffer()
+  snap = save_snapshot(tmp_path / "ckpts", 8, agent, memory, {}, include_replay=False, keep=2)
+  manifest = snap / "manifest.json"
+  manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format": 2}))
+  with pytest.raises(UserError, match=r"snapshot .*step_000000000008 has format version 2; .* reads version 1$"):
+    load_latest_snapshot(tmp_path / "ckpts")

@@ -56,6 +56,12 @@ def save_checkpoint(agent: DQNAgent, step: int, obs_shape: tuple[int, ...], obs_
   return meta
 
 
+def check_format(found: Any, expected: int, what: str) -> None:
+  """A file of another format version is refused in one line naming both, before its contents are misread."""
+  if found != expected:
+    raise UserError(f"{what} has format version {found}; this tinydqn {tinydqn.__version__} reads version {expected}")
+
+
 def find_checkpoint(path: str | Path) -> Path:
   """The checkpoint's JSON for a run directory (its final checkpoint, else its newest), a .json or
   .safetensors path, or the stem the two share."""
@@ -77,6 +83,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
   meta_path = find_checkpoint(path)
   try:
     info: dict[str, Any] = json.loads(meta_path.read_text())
+    check_format(info.get("format"), FORMAT_VERSION, f"checkpoint {meta_path}")
     weights = meta_path.with_name(info["weights"])
     if not weights.exists(): raise UserError(f"checkpoint weights missing: {weights}")
     arrays = {k: v.numpy() for k, v in safe_load(str(weights)).items()}

@@ -25,7 +25,7 @@ from tinygrad.nn.state import safe_load
 
 from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
-from tinydqn.checkpoint import save_checkpoint
+from tinydqn.checkpoint import check_format, save_checkpoint
 from tinydqn.errors import UserError
 
 FORMAT_VERSION = 1
@@ -92,6 +92,8 @@ def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:
   for path in reversed(candidates):
     try:
       return load_snapshot(path)
+    except UserError:  # another format version: not damage, and older snapshots of the run share it
+      raise
     except Exception as e:  # damaged or incomplete: say so in one line, then try the one before
       print(f"tinydqn: warning: snapshot {path} is unusable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "trying the previous one", file=sys.stderr)
@@ -101,6 +103,7 @@ def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:
 def load_snapshot(path: Path) -> Snapshot:
   """One snapshot directory, verified against its manifest (raises if a file is missing or altered)."""
   manifest = json.loads((path / "manifest.json").read_text())
+  check_format(manifest.get("format"), FORMAT_VERSION, f"snapshot {path}")
   for name, info in manifest["files"].items():
     f = path / name
     if f.stat().st_size != info["bytes"]: raise ValueError(f"{name} has {f.stat().st_size} bytes, expected {info['bytes']}")
