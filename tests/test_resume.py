@@ -152,6 +152,14 @@ def test_signal_writes_a_snapshot_and_exits_with_a_resume_hint(reference, tmp_pa
   assert_same_run(reference, run)
 
 
+def test_only_damage_makes_a_snapshot_unusable(tmp_path, monkeypatch):
+  import tinydqn.snapshot as snapshots
+  (tmp_path / snapshots.snapshot_name(400)).mkdir()
+  def out_of_memory(path): raise MemoryError("replay.npz")
+  monkeypatch.setattr(snapshots, "load_snapshot", out_of_memory)
+  with pytest.raises(MemoryError): snapshots.load_latest_snapshot(tmp_path)  # not "damaged", not skipped
+
+
 def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
   with pytest.raises(UserError, match="not a run directory"): resume(tmp_path, progress=False)
   with pytest.raises(UserError, match="already finished"): resume(reference, progress=False)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,10 @@ from tinydqn.errors import UserError
 
 FORMAT_VERSION = 1
 PREFIX = "step_"
+# What a damaged or incomplete snapshot raises while loading (a missing file, a checksum or size mismatch, a
+# truncated archive or pickle). Anything else (MemoryError loading a large replay memory, another format
+# version) is not damage, and is raised as it is rather than reported as a damaged snapshot.
+DAMAGE = (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -92,9 +98,7 @@ def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:
   for path in reversed(candidates):
     try:
       return load_snapshot(path)
-    except UserError:  # another format version: not damage, and older snapshots of the run share it
-      raise
-    except Exception as e:  # damaged or incomplete: say so in one line, then try the one before
+    except DAMAGE as e:  # damaged or incomplete: say so in one line, then try the one before
       print(f"tinydqn: warning: snapshot {path} is unusable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "trying the previous one", file=sys.stderr)
   raise UserError(f"no usable snapshot in {ckpt_dir} (all {len(candidates)} failed verification)")
