@@ -122,3 +122,18 @@ def test_a_trial_folder_with_another_config_is_refused(tmp_path, capsys):
   (tmp_path / "out" / trial.name / "config.json").write_text(json.dumps(trial.config.replace(gamma=0.9).to_dict()))
   line = one_line_error(capsys, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")])
   assert "another config" in line and "gamma: 0.9 -> 0.99" in line
+
+
+def test_a_damaged_trial_is_kept_and_reported_not_restarted(tmp_path):
+  from tinydqn.config import make_config
+  from tinydqn.errors import UserError
+  from tinydqn.sweep import run_trial
+  config = make_config("CartPole-v1", total_timesteps=300, learning_starts=50, net_arch=(8,), eval_freq=0,
+                       eval_episodes=1, checkpoint_freq=100)
+  trial = tmp_path / "trial"
+  (trial / "checkpoints" / "step_000000000100").mkdir(parents=True)  # a snapshot without its manifest: damaged
+  (trial / "config.json").write_text(json.dumps(config.to_dict()))
+  with pytest.raises(UserError, match="no usable snapshot"): run_trial(config.to_dict(), str(trial))
+  assert (trial / "checkpoints" / "step_000000000100").is_dir() and not (trial / "summary.json").exists()
+  run_trial(config.to_dict(), str(tmp_path / "new"))  # a new trial still starts
+  assert (tmp_path / "new" / "summary.json").exists()

@@ -100,14 +100,15 @@ def load_spec(path: str | Path) -> dict[str, Any]:
 
 
 def run_trial(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-  """One trial, in a Ray worker: continues an interrupted run from its snapshot, else trains from the start."""
-  from tinydqn.train import resume, train  # in the worker: tinygrad starts there, with the worker's device
+  """One trial, in a Ray worker: a new trial, or one stopped before its first snapshot, starts (again); an
+  interrupted one continues from its snapshot. A trial whose snapshots are all damaged is not restarted, which
+  would wipe its folder: it fails with that error, is reported, and the sweep goes on with the others."""
+  from tinydqn.snapshot import snapshot_dirs  # in the worker: tinygrad starts there, with the worker's device
+  from tinydqn.train import resume, train
   path = Path(run_dir)
   if not (path / "summary.json").exists():
-    try:
-      resume(path, progress=False)
-    except UserError:  # a new trial (no config.json yet), or one stopped before its first snapshot: (re)start it
-      train(Config.from_dict(config), path, force=True, progress=False)
+    if (path / "config.json").exists() and snapshot_dirs(path / "checkpoints"): resume(path, progress=False)
+    else: train(Config.from_dict(config), path, force=True, progress=False)
   return json.loads((path / "summary.json").read_text())
 
 
