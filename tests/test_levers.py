@@ -58,3 +58,13 @@ def test_a_value_the_user_set_wins():
   env = {**{k: v for k, v in os.environ.items() if k not in ("BEAM", "DEV")}, "HCQ2": "0"}
   proc = subprocess.run([sys.executable, "-c", LEVERS_SET], env=env, capture_output=True, text=True, timeout=120)
   assert proc.stdout.splitlines()[0] == "[('HCQ2', '0')]", proc.stderr
+
+
+def test_waiting_for_a_hung_queue_times_out(monkeypatch):
+  import types
+  import tinygrad
+  from tinydqn.fast import wait_for_device
+  counter = lambda n: types.SimpleNamespace(_buf=types.SimpleNamespace(cpu_view=lambda: types.SimpleNamespace(view=lambda fmt: [n])))
+  hung = types.SimpleNamespace(workers=[types.SimpleNamespace(put=counter(5), done=counter(3))], synchronize=lambda: None)
+  monkeypatch.setattr(tinygrad, "Device", {"FAKE": hung})
+  with pytest.raises(TimeoutError, match="FAKE still has kernels queued after 0.05 s"): wait_for_device("FAKE", timeout_s=0.05)

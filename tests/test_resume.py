@@ -181,6 +181,29 @@ def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch
   assert not (tmp_path / "run" / "summary.json").exists()
 
 
+def test_envs_and_csv_files_are_closed_when_a_run_fails(tmp_path, monkeypatch):
+  import tinydqn.train as training
+  from tinydqn.logger import CsvLog
+  closed, opened = [], []
+  def tracked(factory):
+    def make(*args, **kwargs):
+      env = factory(*args, **kwargs)
+      opened.append(env)
+      close = env.close
+      env.close = lambda: closed.append(env) or close()
+      return env
+    return make
+  def evaluation_fails(*args): raise RuntimeError("eval failed")
+  monkeypatch.setattr(training, "make_env", tracked(training.make_env))
+  monkeypatch.setattr(training, "make_vector_env", tracked(training.make_vector_env))
+  monkeypatch.setattr(training, "evaluate", evaluation_fails)
+  logs, close_log = [], CsvLog.close
+  monkeypatch.setattr(CsvLog, "close", lambda self: logs.append(self) or close_log(self))
+  with pytest.raises(RuntimeError, match="eval failed"): train(CONFIG, tmp_path / "run", progress=False)
+  assert len(opened) == 3 and all(env in closed for env in opened)  # the check in train(), the eval env, the envs
+  assert len(logs) == 2 and all(log._file.closed for log in logs)
+
+
 def test_snapshot_without_replay_still_resumes(tmp_path, monkeypatch):
   from tinydqn.buffers import ReplayBuffer
   config = CONFIG.replace(checkpoint_buffer=False, total_timesteps=1200)

@@ -39,15 +39,19 @@ def wide_kernels_wanted() -> bool:
   return os.environ.get("TINYDQN_WIDE", "1") != "0"
 
 
-def wait_for_device(device: str) -> None:
+def wait_for_device(device: str, timeout_s: float = 600.0) -> None:
   """`Device[device].synchronize()`, sleeping instead of spinning while HCQ2's workers still have kernels queued.
 
   HCQ2's synchronize busy-waits in Python while its worker threads run the kernels, so the spin takes a core away
   from them: two HCQ2 runs on two cores took 12–13 ms per Rainbow step each, 6.4 ms alone; with this wait, 7.0 ms.
-  Polling every ≈0.1 ms is small next to a gradient step. Other devices synchronize as before."""
+  Polling every ≈0.1 ms is small next to a gradient step. Other devices synchronize as before. A queue that has not
+  drained after `timeout_s` (a hung worker) raises TimeoutError instead of waiting forever."""
   from tinygrad import Device  # here: importing tinygrad at module level would fix HCQ2 and BEAM too early
   dev = Device[device]
+  deadline = time.monotonic() + timeout_s
   for worker in getattr(dev, "workers", ()):  # HCQ2's CPU device
     put, done = (getattr(worker, name)._buf.cpu_view().view(fmt="Q") for name in ("put", "done"))
-    while done[0] < put[0]: time.sleep(1e-4)
+    while done[0] < put[0]:
+      if time.monotonic() > deadline: raise TimeoutError(f"device {device} still has kernels queued after {timeout_s:g} s")
+      time.sleep(1e-4)
   dev.synchronize()  # returns at once now, apart from its own bookkeeping

@@ -1,6 +1,7 @@
 """The training loop: Algorithm 1 of Mnih et al. (2013) with the Nature (2015) target network."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -119,7 +120,15 @@ def resume(run_dir: str | Path, progress: bool = True, device: str | None = None
 
 
 def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None) -> TrainResult:
+  # Environments (ALE instances) and CSV files are closed however the run ends: finished, diverged, interrupted.
+  with contextlib.ExitStack() as resources:
+    return _loop(config, run_dir, progress, device, snapshot, resources)
+
+
+def _loop(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None,
+          resources: contextlib.ExitStack) -> TrainResult:
   eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
+  resources.callback(eval_env.close)
   obs_shape, obs_dtype, n_actions = describe(eval_env)
   # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
   # A snapshot restores each of them below, tinygrad's after the agent's initialisation has drawn from it.
@@ -143,10 +152,13 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
     rng.bit_generator.state = snapshot.state["rng"]
     restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
     envs, state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
+  resources.callback(envs.close)
   resume_step = None if snapshot is None else state.step
   tb = TensorBoardLog(run_dir / "tb", purge_step=None if resume_step is None else resume_step + 1)
   episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step, also=tb.episode)
   eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_after_step=resume_step, also=tb.eval)
+  resources.callback(episodes_log.close)
+  resources.callback(eval_log.close)
   bar = Progress(config.total_timesteps, progress, initial=state.step)
   start = time.perf_counter() - state.elapsed
   pending = None  # the latest gradient step's [loss, mean Q], still on the device
@@ -238,16 +250,12 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
   bar.update(state.step)
   final_eval = last_eval[1] if last_eval and last_eval[0] == state.step else run_eval()
   bar.close()
-  episodes_log.close()
-  eval_log.close()
   tb.close()
   save_checkpoint(agent, state.step, obs_shape, obs_dtype, run_dir / "checkpoints" / "final")
   summary = {"env_id": config.env_id, "seed": config.seed, "total_timesteps": state.step, "episodes": state.episode,
              "seconds": seconds, "eval_seconds": state.eval_seconds, "steps_per_second": state.step / seconds,
              "final_eval": final_eval.to_dict()}
   (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-  envs.close()
-  eval_env.close()
   return TrainResult(run_dir, agent, final_eval, state.step / seconds, state.step, seconds, state.eval_seconds)
 
 
