@@ -45,16 +45,46 @@ def snapshot_of(run):
   return {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(FLAGS, TOKENS), max_size=5), st.sampled_from(["CartPole-v1", "Pendulum-v1", "nope-v0", ""]))
-def test_any_train_arguments_never_touch_an_existing_run(existing_run, capsys, flags, env_id):
-  before = snapshot_of(existing_run)
-  argv = ["train", *([env_id] if env_id else []), "--run-dir", str(existing_run), *[x for pair in flags for x in pair]]
-  code = main(argv)
-  err = capsys.readouterr().err
-  assert code == 2, (argv, err)
-  assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("tinydqn: error: ")
-  assert snapshot_of(existing_run) == before
+# Well-formed flags: with them a generated command gets past argparse (and, but for the preset, the config checks),
+# so the later layers (device, run directory, environment) are reached too.
+WELL_FORMED_FLAGS = st.lists(st.sampled_from([("--seed", "3"), ("--net-arch", "8"), ("--learning-rate", "0.01"),
+                                              ("--total-timesteps", "500"), ("--batch-size", "16"),
+                                              ("--preset", "cartpol")]), max_size=3)
+BAD_ENVS = ("Pendulum-v1", "nope-v0")  # only these get --force: a valid env with --force would train
+
+
+def validation_layer(message: str) -> str:
+  """Which check of `tinydqn train` stopped a command, from its one-line error (in the order they run)."""
+  for layer, fragment in (("preset", "unknown preset"), ("config", "invalid config"), ("device", "is not usable here"),
+                          ("run directory", "already exists"), ("environment", "unknown environment"),
+                          ("environment", "action space")):
+    if fragment in message: return layer
+  return "arguments"
+
+
+def test_train_arguments_reach_every_check_and_never_touch_an_existing_run(existing_run, capsys):
+  layers: dict[str, int] = {}
+
+  @settings(max_examples=300, deadline=None, derandomize=True)
+  @given(st.one_of(st.lists(st.tuples(FLAGS, TOKENS), max_size=5), WELL_FORMED_FLAGS),
+         st.sampled_from(["CartPole-v1", "", *BAD_ENVS]), st.sampled_from([None, "CPU", "NOPE"]), st.booleans())
+  def check(flags, env_id, device, force):
+    before = snapshot_of(existing_run)
+    argv = ["train", *([env_id] if env_id else []), "--run-dir", str(existing_run),
+            *(["--force"] if force and env_id in BAD_ENVS else []), *(["--device", device] if device else []),
+            *[x for pair in flags for x in pair]]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("tinydqn: error: ")
+    assert snapshot_of(existing_run) == before
+    layer = validation_layer(err.strip().splitlines()[-1])
+    layers[layer] = layers.get(layer, 0) + 1
+
+  check()
+  print("inputs stopped per check:", layers)
+  for layer in ("arguments", "preset", "config", "device", "run directory", "environment"):
+    assert layers.get(layer, 0) >= 5, layers  # every layer is exercised, not only argparse
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
