@@ -244,7 +244,7 @@ class DQNAgent:
 
   def _settle(self) -> None:
     """With host views, wait for the device: numpy is about to read the weights or overwrite the batch, and
-    some CPU command queues (tinygrad's HCQ2) run kernels asynchronously. ≈12 µs when nothing is pending."""
+    some CPU command queues (tinygrad's HCQ2) run kernels asynchronously. Cheap when nothing is pending."""
     if self._zero_copy: wait_for_device(self.device)
 
   def set_learning_rate(self, lr: float) -> None:

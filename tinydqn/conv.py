@@ -47,8 +47,8 @@ class MinAtarCNN:
     return apply_dense(self.hidden, x.flatten(1), noise).relu()
 
   def numpy_forward(self) -> Callable[[np.ndarray, Iterator | None], np.ndarray]:
-    """The same computation in numpy on zero-copy weight views: acting then costs tens of µs instead of a
-    jitted tinygrad call (≈2 ms per step here). CPU device only."""
+    """The same computation in numpy on zero-copy weight views, so acting needs no tinygrad call (costs in
+    BENCHMARKS.md, "Small costs the code relies on"). CPU device only."""
     weight, bias, hidden = cpu_view(self.conv.weight), cpu_view(self.conv.bias), dense_views(self.hidden)
     def forward(obs: np.ndarray, noise: Iterator | None) -> np.ndarray:
       windows = sliding_window_view(obs.astype(np.float32), weight.shape[2:], axis=(1, 2))  # [B, h, w, c, 3, 3]

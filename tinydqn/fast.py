@@ -43,8 +43,8 @@ def wait_for_device(device: str, timeout_s: float = 600.0) -> None:
   """`Device[device].synchronize()`, sleeping instead of spinning while HCQ2's workers still have kernels queued.
 
   HCQ2's synchronize busy-waits in Python while its worker threads run the kernels, so the spin takes a core away
-  from them: two HCQ2 runs on two cores took 12–13 ms per Rainbow step each, 6.4 ms alone; with this wait, 7.0 ms.
-  Polling every ≈0.1 ms is small next to a gradient step. Other devices synchronize as before. A queue that has not
+  from them when two runs share two cores (BENCHMARKS.md, "The Rainbow step made cheaper"). Polling every ≈0.1 ms
+  is small next to a gradient step. Other devices synchronize as before. A queue that has not
   drained after `timeout_s` (a hung worker) raises TimeoutError instead of waiting forever."""
   from tinygrad import Device  # here: importing tinygrad at module level would fix HCQ2 and BEAM too early
   dev = Device[device]

@@ -202,7 +202,7 @@ def cpu_view(t: Tensor) -> np.ndarray:
   """A numpy array sharing memory with a realized tensor on the CPU device (writes go both ways)."""
   u = t.uop
   while u.op is Ops.DETACH: u = u.src[0]  # a jit returns detached outputs as DETACH(BUFFER): still that buffer
-  # Tensor.realize on such a tensor walks every live tensor (≈2.6 ms per call in a Rainbow step) to find nothing to do
+  # Tensor.realize on such a tensor walks every live tensor to find nothing to do (BENCHMARKS.md, "The Rainbow step made cheaper")
   buf = u.buffer if u.op is Ops.BUFFER and u.buffer.is_allocated() else t.realize().uop.buffer
   return np.frombuffer(buf.as_memoryview(force_zero_copy=True), dtype=_to_np_dtype(buf.dtype)).reshape(t.shape)
 

@@ -4,10 +4,10 @@ Written to RUN_DIR/tb/ whenever tensorboardX is installed (`pip install 'tinydqn
 TINYDQN_TENSORBOARD=0 to skip them. The CSV files stay the source of truth: plots and tests read those.
 
 Each CSV row becomes one event holding all its scalars, written in the training thread by tensorboardX's
-file-level writer. SummaryWriter's add_scalar costs ≈40 µs per scalar here (a multiprocessing queue and a writer
-thread that competes for the GIL) and its flush forces the file to disk: with short CartPole episodes that was
-≈20 µs per env step. This way a row costs ≈30 µs: the file is synced with the first row written FLUSH_SECONDS
-or more after the last sync, and when the training loop ends.
+file-level writer, not SummaryWriter's add_scalar (a multiprocessing queue and a writer thread that competes for
+the GIL, and a flush that forces the file to disk; the costs measured are in BENCHMARKS.md, "Where a training
+step's time goes"). The file is synced with the first row written FLUSH_SECONDS or more after the last sync,
+and when the training loop ends.
 """
 from __future__ import annotations
 
