@@ -62,7 +62,7 @@ def test_dueling_head_is_value_plus_centered_advantage(small_config):
   obs = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
   x = Tensor(obs)
   for layer in agent.online.torso.hidden: x = layer(x).relu()
-  adv, value = agent.online.advantage(x).numpy(), agent.online.value(x).numpy()
+  adv, value = agent.head.advantage(x).numpy(), agent.head.value(x).numpy()
   np.testing.assert_allclose(agent.q_values(obs), value + adv - adv.mean(1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
@@ -157,3 +157,16 @@ def test_epsilon_greedy(small_config):
   assert abs(random.mean() - 0.5) < 0.05 and set(np.unique(random)) == {0, 1}
   half = np.stack([agent.act(obs, 0.5, rng) for _ in range(400)])
   assert abs((half == greedy).mean() - 0.75) < 0.03  # greedy half the time, and a random pick agrees half of the rest
+
+
+def test_jit_inputs_are_named_after_the_minibatch_fields_and_noise(small_config):
+  """The jitted step finds each array by name: a field added to Batch cannot shift the others' positions."""
+  import dataclasses
+  from tinydqn.buffers import Batch
+  agent = make_agent(small_config.replace(noisy=True, gradient_steps=2, fused_updates=2))
+  step(agent, np.random.default_rng(0), filled_buffer(), n=3)  # run, capture, replay
+  fields = [f.name for f in dataclasses.fields(Batch)]
+  noise = [f"noise{i}_{end}" for i in range(6) for end in ("in", "out")]  # 3 noisy layers, online and target
+  assert sorted(agent._update.captured.expected_names) == sorted(fields + noise)
+  agent.updates(6, lambda batch: filled_buffer().sample_into(batch, np.random.default_rng(1)))
+  assert sorted(agent._update_fused.captured.expected_names) == sorted(f"{k}.{n}" for k in range(2) for n in fields + noise)

@@ -15,13 +15,14 @@ from tinydqn.conv import MinAtarCNN, NatureCNN, network_for
 from tinydqn.envs import make_env
 from tinydqn.errors import UserError
 from tinydqn.frame_buffer import FrameReplayBuffer
+from tinydqn.heads import QHead
 from tinydqn.networks import QNetwork
 from tinydqn.train import resume, train
 
 
 def test_nature_cnn_shape_and_uint8_scaling():
   Tensor.manual_seed(0)
-  net = QNetwork(NatureCNN((4, 84, 84)), 6)
+  net = QNetwork(NatureCNN((4, 84, 84)), QHead(512, 6))
   frames = np.random.default_rng(0).integers(0, 256, (2, 4, 84, 84), dtype=np.uint8)
   q = net(Tensor(frames)).numpy()
   assert q.shape == (2, 6)
@@ -32,7 +33,7 @@ def test_nature_cnn_shape_and_uint8_scaling():
 
 def test_minatar_cnn_takes_channels_last_booleans_and_noisy_layers_in_order():
   Tensor.manual_seed(0)
-  net = QNetwork(MinAtarCNN((10, 10, 4), sigma0=0.5), 3, dueling=True, sigma0=0.5)
+  net = QNetwork(MinAtarCNN((10, 10, 4), sigma0=0.5), QHead(128, 3, dueling=True, sigma0=0.5))
   assert [layer.shape for layer in net.noisy_layers()] == [(16 * 8 * 8, 128), (128, 3), (128, 1)]
   obs = np.random.default_rng(0).random((5, 10, 10, 4)) < 0.3
   assert net(Tensor(obs)).numpy().shape == (5, 3)

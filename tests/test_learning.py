@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tinydqn.agent import DQNAgent
+from tinydqn.heads import CategoricalHead
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.envs import last_observations
 from tinydqn.config import Config, make_config
@@ -56,7 +57,8 @@ def test_every_rainbow_component_together_learns_cartpole(tmp_path):
                  v_min=0.0, v_max=100.0, double_q=True, adam_eps=1.5e-4)
   result = train(Config(**SHORT_CARTPOLE, **rainbow), tmp_path / "run", progress=False)
   agent = result.agent  # every component really on: C51's support, noisy layers, a value head, PER's one step per call
-  assert agent.support is not None and agent.online.noisy_layers() and agent.online.value is not None and agent.fuse == 1
+  assert isinstance(agent.head, CategoricalHead) and agent.online.noisy_layers() and agent.head.value is not None
+  assert agent.fuse == 1
   assert result.final_eval.mean_return >= 100, result.final_eval
 
 

@@ -4,9 +4,9 @@ import pytest
 from tinygrad import Tensor
 
 from conftest import filled_buffer, make_agent
-from tinydqn.agent import categorical_projection
+from tinydqn.heads import categorical_projection
 from tinydqn.buffers import Batch, ReplayBuffer
-from tinydqn.networks import NoisyLinear, empty_noise, factorized_noise, q_from_logits
+from tinydqn.networks import NoisyLinear, empty_noise, factorized_noise
 from tinydqn.sumtree import SumTree
 
 
@@ -261,7 +261,7 @@ def test_c51_update_is_cross_entropy_to_the_projected_target(small_config, doubl
     target = slow_projection(b.rewards, b.discounts, next_p[rows, chooser.argmax(1)], -5.0, 5.0)
     log_p = np.log(softmax(logits[rows, b.actions]))
     ce = -(target * log_p).sum(1)
-    np.testing.assert_allclose(agent.q_values(b.obs), q_from_logits(logits, z.astype(np.float32)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(agent.q_values(b.obs), (softmax(logits) * z).sum(-1), rtol=1e-5, atol=1e-5)
     loss, q_mean = agent.update().numpy()
     assert loss == pytest.approx(ce.mean(), rel=1e-4)
     np.testing.assert_allclose(agent.last_priorities, ce, rtol=1e-4)

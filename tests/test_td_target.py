@@ -4,7 +4,7 @@ import pytest
 from tinygrad import Tensor
 
 from conftest import filled_buffer, make_agent
-from tinydqn.agent import td_loss, td_target
+from tinydqn.heads import td_loss, td_target
 
 GAMMA = 0.9
 REWARDS = [1.0, -0.5, 2.0]

@@ -1,10 +1,11 @@
 """The DQN agent: online and target Q-networks, the optimizer, a jitted gradient step and fast acting."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
-from tinygrad import Context, Device, Tensor, TinyJit, dtypes
+from tinygrad import Context, Device, Tensor, TinyJit
 from tinygrad.nn.optim import Adam, Optimizer
 from tinygrad.nn.state import get_state_dict
 
@@ -12,53 +13,21 @@ from tinydqn.buffers import Batch
 from tinydqn.config import Config
 from tinydqn import wide_kernels
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
+from tinydqn.heads import build_head
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
 
-
-def td_target(rewards: Tensor, discounts: Tensor, next_q_target: Tensor, next_q_online: Tensor | None = None) -> Tensor:
-  """y_j = R_j + discount_j · Q̂(φ_{j+1}, a') — equation 3 with the Nature target network.
-
-  For one-step transitions R_j = r_j and discount_j = γ·(1 − terminated_j): only a true terminal stops
-  bootstrapping, a time-limit truncation does not. With n-step returns R_j sums n discounted rewards and the
-  discount is γⁿ (see `ReplayBuffer.n_step_returns`). DQN takes a' = argmax Q̂(φ_{j+1}, ·); Double DQN
-  (van Hasselt et al. 2016) passes `next_q_online` and takes a' = argmax Q(φ_{j+1}, ·; θ). The result is
-  detached: y_j is a constant of the gradient step, as in the paper.
-  """
-  if next_q_online is None: next_v = next_q_target.max(axis=1)
-  else: next_v = (next_q_target * next_q_online.argmax(axis=1).one_hot(next_q_target.shape[1])).sum(axis=1)
-  return (rewards + discounts * next_v).detach()
-
-
-def td_errors(q_taken: Tensor, y: Tensor, kind: str) -> Tensor:
-  """Per-sample (y − Q)² ('mse', equation 3 of the paper) or Huber with δ=1 ('huber': the Nature error clipping)."""
-  err = y - q_taken
-  if kind == "mse": return err.square()
-  return (err.abs() < 1.0).where(0.5 * err.square(), err.abs() - 0.5)
-
-
-def td_loss(q_taken: Tensor, y: Tensor, kind: str) -> Tensor:
-  """The mean of `td_errors`."""
-  return td_errors(q_taken, y, kind).mean()
-
-
-def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tensor, v_min: float, v_max: float) -> Tensor:
-  """C51's target distribution (Bellemare et al. 2017, Algorithm 1) on the support z_i = v_min + iΔz: each atom
-  z_j moves to Tz_j = clip(R + discount·z_j, v_min, v_max), and its probability p_j is split between the two
-  nearest atoms in proportion to closeness. Written as m_i = Σ_j p_j · max(0, 1 − |b_j − i|) with
-  b_j = (Tz_j − v_min)/Δz, which is that split (all of p_j to atom i when b_j = i exactly) without a scatter."""
-  atoms = next_probs.shape[-1]
-  delta = (v_max - v_min) / (atoms - 1)
-  support = Tensor.linspace(v_min, v_max, atoms)
-  tz = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clip(v_min, v_max)
-  b = (tz - v_min) / delta  # [batch, atoms]: where each moved atom lands, in units of atoms
-  closeness = (1.0 - (b.unsqueeze(2) - Tensor.arange(atoms).float()).abs()).relu()
-  return (next_probs.unsqueeze(2) * closeness).sum(axis=1).detach().contiguous()
+BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 
 
 def _flat(pairs: list[tuple]) -> list:
-  """Noise pairs [(f(ε_in), f(ε_out)), ...] as one flat list, the form jitted functions take them in."""
+  """Noise pairs [(f(ε_in), f(ε_out)), ...] as one flat list, the form they are staged in."""
   return [a for pair in pairs for a in pair]
+
+
+def noise_names(layers: int) -> list[str]:
+  """The jit input names of the noise of `layers` noisy layers, in `_flat` order."""
+  return [f"noise{i}_{end}" for i in range(layers) for end in ("in", "out")]
 
 
 def _pairs(flat: list | tuple) -> list[tuple]:
@@ -109,12 +78,12 @@ class DQNAgent:
     self.config, self.n_actions = config, n_actions
     self.device = Device.canonicalize(device)
     if self.device.split(":")[0] == "CPU" and wide_kernels_wanted(): wide_kernels.install()
-    atoms = config.atoms if config.distributional else 1
-    self.support = np.linspace(config.v_min, config.v_max, atoms, dtype=np.float32) if atoms > 1 else None
     def network() -> QNetwork:
-      return QNetwork(build_torso(config, obs_shape), n_actions, config.dueling, atoms, noisy_sigma0(config))
+      torso = build_torso(config, obs_shape)
+      return QNetwork(torso, build_head(config, torso.features, n_actions, noisy_sigma0(config)))
     with Context(DEV=self.device):
       self.online, self.target = network(), network()
+      self.head = self.online.head  # its loss and Q-value reduction are the only per-variant code of the update
       Tensor.realize(*self.online.parameters(), *self.target.parameters())
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
@@ -129,54 +98,45 @@ class DQNAgent:
       self._online_noise_shapes = [layer.shape for layer in self.online.noisy_layers()]
       self._noise_shapes = self._online_noise_shapes * 2  # online's, then target's
       self.fuse = self._fused_steps_per_call(config)
+      # Jit inputs are passed by name (`self._input_names`, in the order of each step's list), never by position.
+      self._input_names = [*BATCH_FIELDS, *noise_names(len(self._noise_shapes))]
       def step_inputs() -> list[np.ndarray]:
-        return [*(a.copy() for a in vars(host).values()), *_flat(empty_noise(self._noise_shapes))]
+        return [*(getattr(host, name).copy() for name in BATCH_FIELDS), *_flat(empty_noise(self._noise_shapes))]
       staged = [step_inputs() for _ in range(self.fuse)]
       self._inputs = [[Tensor(a, device=self.device).contiguous().realize() for a in step] for step in staged]
-      self._support = Tensor(self.support, device=self.device).realize() if self.support is not None else None
       Tensor.realize(*self._optimizer_state().values())
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
     self._host = [[cpu_view(t) for t in step] for step in self._inputs] if self._zero_copy else staged
-    n_batch = len(vars(host))
-    self.batches = [Batch(*step[:n_batch]) for step in self._host]
+    n_batch = len(BATCH_FIELDS)
+    self.batches = [Batch(**dict(zip(BATCH_FIELDS, step[:n_batch]))) for step in self._host]
     self.noises = [_pairs(step[n_batch:]) for step in self._host]
     self.batch, self.noise = self.batches[0], self.noises[0]  # what `update` trains on
     self._act_noise = empty_noise(self._online_noise_shapes)
     self._update = TinyJit(self._update_step)
     self._update_fused = TinyJit(self._fused_steps) if self.fuse > 1 else None
-    self._fused_inputs = [t for step in self._inputs for t in step]  # the fused call's arguments, in order
+    self._step_inputs = dict(zip(self._input_names, self._inputs[0]))  # the single step's arguments
+    self._fused_inputs = {f"{k}.{name}": t for k, step in enumerate(self._inputs) for name, t in zip(self._input_names, step)}
     self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
-    self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and has_numpy_forward(self.online) else None
+    self._numpy_q = NumpyQ(self.online) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
     self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
 
   # ---- learning ----
-  def _update_step(self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, discounts: Tensor,
-                   weights: Tensor, *noise: Tensor) -> tuple[Tensor, Tensor]:
+  def _update_step(self, **inputs: Tensor) -> tuple[Tensor, Tensor]:
+    """One gradient step on the minibatch and noise named in `inputs` (see `_input_names`). Everything that
+    differs between DQN variants is in the head: its loss, and its reduction to Q-values (for the log)."""
     cfg = self.config
-    pairs = _pairs(noise)
-    online_noise, target_noise = (pairs[:len(pairs) // 2], pairs[len(pairs) // 2:]) if pairs else (None, None)
+    batch = Batch(**{name: inputs[name] for name in BATCH_FIELDS})
+    noise = _pairs([inputs[name] for name in self._input_names[len(BATCH_FIELDS):]])
+    online_noise, target_noise = (noise[:len(noise) // 2], noise[len(noise) // 2:]) if noise else (None, None)
     with Context(TRAINING=1):
       self.optimizer.zero_grad()
-      taken = actions.one_hot(self.n_actions)
-      out, next_target = self.online(obs, online_noise), self.target(next_obs, target_noise)
-      next_online = self.online(next_obs, online_noise) if cfg.double_q else None
-      if self.support is None:
-        q_taken = (out * taken).sum(axis=1)
-        y = td_target(rewards, discounts, next_target, next_online)
-        per_sample, priorities = td_errors(q_taken, y, cfg.loss), (y - q_taken).abs()
-      else:  # C51: cross-entropy between the projected target distribution and Q(φ_j, a_j)'s
-        support = self._support
-        log_p = (out.log_softmax(axis=2) * taken.unsqueeze(2)).sum(axis=1)
-        q_taken = (log_p.exp() * support).sum(axis=1)
-        next_probs = next_target.softmax(axis=2)
-        chooser = (next_online.softmax(axis=2) if next_online is not None else next_probs) * support
-        best = chooser.sum(axis=2).argmax(axis=1).one_hot(self.n_actions).unsqueeze(2)
-        target_probs = categorical_projection(rewards, discounts, (next_probs * best).sum(axis=1), cfg.v_min, cfg.v_max)
-        per_sample = -(target_probs * log_p).sum(axis=1)
-        priorities = per_sample  # the cross-entropy, as in the Rainbow paper (KL up to the target's entropy)
-      loss = (weights * per_sample).mean()
+      out, next_target = self.online(batch.obs, online_noise), self.target(batch.next_obs, target_noise)
+      next_online = self.online(batch.next_obs, online_noise) if cfg.double_q else None
+      per_sample, priorities = self.head.loss(out, next_target, next_online, batch)
+      q_taken = self.head.q_taken(out, batch.actions)
+      loss = (batch.weights * per_sample).mean()
       loss.backward()
       if cfg.max_grad_norm > 0: self._clip_grad_norm(cfg.max_grad_norm)
       # One schedule for the statistics and the step: realized later, they would read the updated weights.
@@ -193,11 +153,10 @@ class DQNAgent:
     steps = config.gradient_steps
     return max(k for k in range(1, min(config.fused_updates, steps) + 1) if steps % k == 0)
 
-  def _fused_steps(self, *flat: Tensor) -> tuple[Tensor, ...]:
-    """`fuse` gradient steps in a row, step k on the k-th staged minibatch: each step is realized before the next
-    is built, so the kernels, and the numbers, are those of `fuse` separate calls."""
-    per_step = len(flat) // self.fuse
-    outputs = [self._update_step(*flat[k * per_step:(k + 1) * per_step]) for k in range(self.fuse)]
+  def _fused_steps(self, **inputs: Tensor) -> tuple[Tensor, ...]:
+    """`fuse` gradient steps in a row, step k on the k-th staged minibatch (inputs named "k.name"): each step is
+    realized before the next is built, so the kernels, and the numbers, are those of `fuse` separate calls."""
+    outputs = [self._update_step(**{name: inputs[f"{k}.{name}"] for name in self._input_names}) for k in range(self.fuse)]
     return outputs[-1][0], *(priorities for _, priorities in outputs)
 
   def _clip_grad_norm(self, max_norm: float) -> None:
@@ -213,7 +172,7 @@ class DQNAgent:
     with host views a view of the jit's output buffer, valid until the next step."""
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     self._stage(self._inputs[:1], self._host[:1])
-    stats, priorities = self._update(*self._inputs[0])
+    stats, priorities = self._update(**self._step_inputs)
     self._settle()
     self.last_priorities = cpu_view(priorities) if self._zero_copy else priorities.numpy()
     return stats
@@ -228,7 +187,7 @@ class DQNAgent:
         sample(batch)
         if rng is not None and noise: factorized_noise(rng, self._noise_shapes, noise)
       self._stage(self._inputs, self._host)
-      stats, *_ = self._update_fused(*self._fused_inputs)
+      stats, *_ = self._update_fused(**self._fused_inputs)
       self._settle()
     for _ in range(count - fused_calls * self.fuse):
       sample(self.batch)
@@ -263,22 +222,22 @@ class DQNAgent:
 
   # ---- acting ----
   def q_values(self, obs: np.ndarray, noise: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
-    """Q(φ, ·) for a batch of observations, as numpy (expected returns with C51). Noisy nets use their mean
-    weights unless `noise` is given."""
+    """Q(φ, ·) for a batch of observations, as numpy (expected returns with a distributional head). Noisy nets
+    use their mean weights unless `noise` is given."""
     if self._numpy_q is not None: return self._numpy_q(obs, noise)
     key = (obs.shape[0], noise is not None)
+    names = ["obs", *noise_names(len(noise or []))]
     if key not in self._jit_q:
       arrays = [np.zeros_like(obs), *_flat(noise or [])]
       staged = [Tensor(a, device=self.device).contiguous().realize() for a in arrays]
-      def forward(x: Tensor, *flat: Tensor) -> Tensor:
-        out = self.online(x, _pairs(flat) if flat else None)
-        if self.support is not None: out = (out.softmax(axis=2) * self._support).sum(axis=2)
-        return out.realize()
+      def forward(obs: Tensor, **flat: Tensor) -> Tensor:
+        layer_noise = _pairs([flat[name] for name in names[1:]]) if flat else None
+        return self.head.q_values(self.online(obs, layer_noise)).realize()
       self._jit_q[key] = (staged, TinyJit(forward))
     staged, forward = self._jit_q[key]
     for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(Tensor(a, device=self.device))
     Tensor.realize(*staged)
-    return forward(*staged).numpy()
+    return forward(**dict(zip(names, staged))).numpy()
 
   def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """ε-greedy for a batch of observations (one per env): each action is random with probability ε,

@@ -1,7 +1,6 @@
-"""Q-networks: a torso (MLP here; convolutional ones for pixels) and a head with the Rainbow switches.
+"""Q-networks: a torso (MLP here; convolutional ones for pixels in conv.py) and a head (heads.py).
 
-The head is one linear output per action (and per atom with C51), optionally dueling, optionally noisy.
-Noise never lives inside the network: callers pass it in, so jitted graphs read it from input buffers and
+Dense layers are plain or noisy (Rainbow's noisy nets). Noise never lives inside the network: callers pass it in, so jitted graphs read it from input buffers and
 numpy's seeded generator draws it (deterministic and resumable like everything else).
 """
 from __future__ import annotations
@@ -92,29 +91,22 @@ def noisy_sigma0(config) -> float:
 
 
 class QNetwork:
-  """Q(φ, ·) from a torso and a head: one output per action, or with `atoms` > 1 a categorical distribution
-  over `atoms` return values per action (C51, Bellemare et al. 2017: the network returns its logits).
+  """Q(φ, ·) from a torso and a head (`tinydqn.heads`): the torso turns observations into features, the head
+  turns them into its output (Q-values, or a return distribution per action) and knows how to reduce that to
+  Q-values and how to learn it. Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in."""
 
-  With `dueling`, a value stream V and an advantage stream A share the torso, combined as
-  Q = V + A − mean(A) (Wang et al. 2016; for C51 per atom, on the logits). With `sigma0` > 0, every dense layer is
-  a NoisyLinear with that σ₀. Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in.
-  """
-
-  def __init__(self, torso: Torso, n_actions: int, dueling: bool = False, atoms: int = 1, sigma0: float = 0.0):
-    self.torso, self.n_actions, self.atoms = torso, n_actions, atoms
-    self.advantage = dense(torso.features, n_actions * atoms, sigma0)
-    self.value = dense(torso.features, atoms, sigma0) if dueling else None
+  def __init__(self, torso: Torso, head):
+    self.torso, self.head = torso, head
 
   def __call__(self, obs: Tensor, noise: Sequence[tuple[Tensor, Tensor]] | None = None) -> Tensor:
-    """[batch, actions] Q-values, or [batch, actions, atoms] logits with C51. No noise: the mean weights."""
+    """The head's output for a batch of observations. No noise: noisy layers use their mean weights."""
     it = iter(noise) if noise is not None else None
-    x = self.torso(obs, it)
-    adv = apply_dense(self.advantage, x, it)
-    if self.atoms > 1: adv = adv.reshape(-1, self.n_actions, self.atoms)
-    if self.value is None: return adv
-    value = apply_dense(self.value, x, it)
-    if self.atoms > 1: value = value.reshape(-1, 1, self.atoms)
-    return value + adv - adv.mean(axis=1, keepdim=True)
+    return self.head(self.torso(obs, it), it)
+
+  def _asdict(self) -> dict:
+    """The named parts tinygrad's get_state_dict reads (it looks for `_asdict` first): the torso, then the head's
+    layers under the names checkpoints have always used (advantage, value), so old checkpoints still load."""
+    return {"torso": self.torso, **self.head.layers()}
 
   def noisy_layers(self) -> list[NoisyLinear]:
     """The noisy layers in the order they consume noise (torsos define their layers in forward order)."""
@@ -146,12 +138,6 @@ def factorized_noise(rng: np.random.Generator, shapes: Sequence[tuple[int, int]]
       np.multiply(np.sign(eps), np.sqrt(np.abs(eps)), out=arr)
 
 
-def q_from_logits(logits: np.ndarray, support: np.ndarray) -> np.ndarray:
-  """Expected return Σ_i p_i z_i of categorical logits [batch, actions, atoms]."""
-  p = np.exp(logits - logits.max(axis=2, keepdims=True))
-  return (p * support).sum(axis=2) / p.sum(axis=2)
-
-
 def dense_views(layer: nn.Linear | NoisyLinear) -> tuple:
   """(Wᵀ, b, σ views or None) of a dense layer, as numpy arrays sharing the tensors' CPU memory."""
   sigma = (cpu_view(layer.weight_sigma).T, cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
@@ -175,27 +161,18 @@ class NumpyQ:
   that can be mirrored have a `numpy_forward()` (the MLP, MinAtar's small CNN); see `has_numpy_forward`.
   """
 
-  def __init__(self, net: QNetwork, support: np.ndarray | None = None):
-    self.torso = net.torso.numpy_forward()
-    self.advantage = dense_views(net.advantage)
-    self.value = dense_views(net.value) if net.value is not None else None
-    self.n_actions, self.atoms, self.support = net.n_actions, net.atoms, support
+  def __init__(self, net: QNetwork):
+    self.torso, self.head, self.reduce = net.torso.numpy_forward(), net.head.numpy_forward(), net.head.numpy_q_values
 
   def __call__(self, obs: np.ndarray, noise: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
-    """Q-values [batch, actions] (expected returns with C51)."""
+    """Q-values [batch, actions] (expected returns with a distributional head)."""
     it = iter(noise) if noise is not None else None
-    x = self.torso(obs, it)
-    adv = numpy_dense(self.advantage, x, it)
-    if self.atoms > 1: adv = adv.reshape(-1, self.n_actions, self.atoms)
-    if self.value is not None:
-      value = numpy_dense(self.value, x, it)
-      if self.atoms > 1: value = value.reshape(-1, 1, self.atoms)
-      adv = value + adv - adv.mean(axis=1, keepdims=True)
-    return q_from_logits(adv, self.support) if self.atoms > 1 else adv
+    return self.reduce(self.head(self.torso(obs, it), it))
 
 
 def has_numpy_forward(net: QNetwork) -> bool:
-  return hasattr(net.torso, "numpy_forward")
+  """Whether both the torso and the head can run in numpy (the Nature CNN cannot: tinygrad acts for it)."""
+  return hasattr(net.torso, "numpy_forward") and getattr(net.head, "numpy_forward", None) is not None
 
 
 def cpu_view(t: Tensor) -> np.ndarray:
