@@ -120,143 +120,189 @@ def resume(run_dir: str | Path, progress: bool = True, device: str | None = None
 
 
 def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None) -> TrainResult:
+  """Algorithm 1, step by step; `_Run` holds what the steps share and says how each is done."""
   # Environments (ALE instances) and CSV files are closed however the run ends: finished, diverged, interrupted.
   with contextlib.ExitStack() as resources:
-    return _loop(config, run_dir, progress, device, snapshot, resources)
+    # Initialize replay memory D to capacity N; initialize Q with random weights and Q̂ as its copy (or all of it,
+    # the envs and the random generators included, as a snapshot left them).
+    run = _Run(config, run_dir, progress, device, snapshot, resources)
+    state = run.state
+    with _stop_on_signals() as stop, run.tb:  # tb: its event file is flushed however the loop ends
+      while state.step < config.total_timesteps:
+        before = state.step
+        # With probability ε select a random action a_t, otherwise a_t = argmax_a Q(φ(s_t), a; θ).
+        epsilon, actions = run.act()
+        # Execute a_t in the environments; observe r_t and x_{t+1}.
+        next_obs, rewards, terminated, truncated, infos = run.envs.step(actions)
+        # Store the transition (φ_t, a_t, r_t, φ_{t+1}) in D.
+        run.store(actions, next_obs, rewards, terminated, truncated, infos)
+        run.count(rewards, terminated | truncated, epsilon)  # step counter; a row per finished episode
+        # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
+        run.learn(before)
+        # (Nature) Every C steps reset Q̂ = Q (or move it towards Q by Polyak averaging with τ < 1).
+        run.sync_target(before)
+        run.evaluate(before)  # greedy, every eval_freq steps
+        run.snapshot(before, stop.signum)  # every checkpoint_freq steps, and on SIGINT/SIGTERM (then stops)
+    return run.finish()
 
 
-def _loop(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None,
-          resources: contextlib.ExitStack) -> TrainResult:
-  eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
-  resources.callback(eval_env.close)
-  obs_shape, obs_dtype, n_actions = describe(eval_env)
-  # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
-  # A snapshot restores each of them below, tinygrad's after the agent's initialisation has drawn from it.
-  Tensor.manual_seed(config.seed)
-  rng = np.random.default_rng(config.seed)
-  # Initialize replay memory D to capacity N; initialize Q with random weights (and Q̂ as its copy).
-  # Frame stacks (Atari) are stored one frame per transition; anything else as whole observations.
-  memory_class = FrameReplayBuffer if stacks_frames(eval_env) else ReplayBuffer
-  memory = memory_class(min(config.buffer_size, config.total_timesteps), obs_shape, obs_dtype, config.num_envs,
-                        config.n_step, config.gamma, config.prioritized, config.alpha, config.priority_eps)
-  agent = DQNAgent(config, obs_shape, obs_dtype, n_actions, device)
-  if snapshot is None:
-    envs = make_vector_env(config.env_id, config.num_envs, config.sticky_actions)
-    envs.action_space.seed(config.seed)
-    n = config.num_envs
-    obs, infos = envs.reset(seed=config.seed)
-    state = LoopState(0, 0, obs, np.zeros(n), np.zeros(n, dtype=np.int64), [], lives=infos.get("lives"))
-  else:
-    agent.load_state_dict(snapshot.agent)
-    if snapshot.replay is not None: memory.load_state_dict(snapshot.replay)
-    rng.bit_generator.state = snapshot.state["rng"]
-    restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
-    envs, state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
-  resources.callback(envs.close)
-  resume_step = None if snapshot is None else state.step
-  tb = TensorBoardLog(run_dir / "tb", purge_step=None if resume_step is None else resume_step + 1)
-  episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step, also=tb.episode)
-  eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_after_step=resume_step, also=tb.eval)
-  resources.callback(episodes_log.close)
-  resources.callback(eval_log.close)
-  bar = Progress(config.total_timesteps, progress, initial=state.step)
-  start = time.perf_counter() - state.elapsed
-  pending = None  # the latest gradient step's [loss, mean Q], still on the device
-  last_eval: tuple[int, EvalResult] | None = None
+class _Run:
+  """What the steps of `_run` share: the agent, the replay memory, the environments, the random generator, the
+  loop state and the logs, and how each step is done."""
 
-  def read_stats() -> list[float]:
-    nonlocal pending
-    if pending is not None:
-      state.stats, pending = pending.numpy().tolist(), None
+  def __init__(self, config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None,
+               resources: contextlib.ExitStack):
+    self.config, self.run_dir = config, run_dir
+    self.eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
+    resources.callback(self.eval_env.close)
+    self.obs_shape, self.obs_dtype, n_actions = describe(self.eval_env)
+    # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
+    # A snapshot restores each of them below, tinygrad's after the agent's initialisation has drawn from it.
+    Tensor.manual_seed(config.seed)
+    self.rng = np.random.default_rng(config.seed)
+    # Frame stacks (Atari) are stored one frame per transition; anything else as whole observations.
+    memory_class = FrameReplayBuffer if stacks_frames(self.eval_env) else ReplayBuffer
+    self.memory = memory_class(min(config.buffer_size, config.total_timesteps), self.obs_shape, self.obs_dtype,
+                               config.num_envs, config.n_step, config.gamma, config.prioritized, config.alpha,
+                               config.priority_eps)
+    self.agent = DQNAgent(config, self.obs_shape, self.obs_dtype, n_actions, device)
+    if snapshot is None:
+      self.envs = make_vector_env(config.env_id, config.num_envs, config.sticky_actions)
+      self.envs.action_space.seed(config.seed)
+      n = config.num_envs
+      obs, infos = self.envs.reset(seed=config.seed)
+      self.state = LoopState(0, 0, obs, np.zeros(n), np.zeros(n, dtype=np.int64), [], lives=infos.get("lives"))
+    else:
+      self.agent.load_state_dict(snapshot.agent)
+      if snapshot.replay is not None: self.memory.load_state_dict(snapshot.replay)
+      self.rng.bit_generator.state = snapshot.state["rng"]
+      restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
+      self.envs, self.state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
+    resources.callback(self.envs.close)
+    resume_step = None if snapshot is None else self.state.step
+    self.tb = TensorBoardLog(run_dir / "tb", purge_step=None if resume_step is None else resume_step + 1)
+    self.episodes_log = CsvLog(run_dir / "metrics.csv", EPISODE_COLUMNS, resume_after_step=resume_step,
+                               also=self.tb.episode)
+    self.eval_log = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS, resume_after_step=resume_step, also=self.tb.eval)
+    resources.callback(self.episodes_log.close)
+    resources.callback(self.eval_log.close)
+    self.bar = Progress(config.total_timesteps, progress, initial=self.state.step)
+    self.start = time.perf_counter() - self.state.elapsed
+    self.pending: Tensor | None = None  # the latest gradient step's [loss, mean Q], still on the device
+    self.last_eval: tuple[int, EvalResult] | None = None
+    self.snapshot_reported = False
+
+  # ---- the steps of Algorithm 1 ----
+  def act(self) -> tuple[float, np.ndarray]:
+    epsilon = linear_epsilon(self.config, self.state.step)
+    return epsilon, self.agent.act(self.state.obs, epsilon, self.rng)
+
+  def store(self, actions: np.ndarray, next_obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+            truncated: np.ndarray, infos: dict) -> None:
+    """The memory may see clipped rewards and life losses as terminals (Nature DQN); the log sees the game."""
+    config, state = self.config, self.state
+    stored_terminated, stored_rewards = terminated, clip_rewards(rewards) if config.clip_rewards else rewards
+    if config.terminal_on_life_loss: stored_terminated, state.lives = life_loss_terminals(terminated, infos, state.lives)
+    self.memory.add(state.obs, actions, stored_rewards, last_observations(next_obs, infos, terminated | truncated),
+                    stored_terminated, truncated)
+    state.obs = next_obs  # finished envs were reset already: this is the next episode's φ_1
+
+  def count(self, rewards: np.ndarray, done: np.ndarray, epsilon: float) -> None:
+    """Advances the step counter and the episodes' sums; writes a row for each episode that just ended."""
+    state = self.state
+    state.step += self.config.num_envs
+    state.episode_returns += rewards
+    state.episode_lengths += 1
+    for i in np.flatnonzero(done):
+      state.episode += 1
+      loss, q_mean = self.read_stats()
+      elapsed = time.perf_counter() - self.start
+      self.episodes_log.write({"step": state.step, "episode": state.episode,
+                               "episodic_return": float(state.episode_returns[i]),
+                               "episodic_length": int(state.episode_lengths[i]), "epsilon": epsilon, "loss": loss,
+                               "q_mean": q_mean, "time_s": elapsed, "sps": state.step / elapsed})
+      state.recent_returns = (state.recent_returns + [float(state.episode_returns[i])])[-10:]
+      self.bar.update(state.step, eps=epsilon, ret10=float(np.mean(state.recent_returns)), loss=loss)
+      state.episode_returns[i], state.episode_lengths[i] = 0.0, 0
+
+  def learn(self, before: int) -> None:
+    """`gradient_steps` per `train_freq` env steps crossed since `before`, once learning has started."""
+    config, agent, memory, rng, step = self.config, self.agent, self.memory, self.rng, self.state.step
+    rounds = crossings(config.train_freq, before, step)
+    if not rounds or not ready_to_learn(config, step, memory): return
+    if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, step))
+    if config.prioritized:  # each step's priorities are written back before the next minibatch is drawn
+      beta = beta_at(config, step)
+      for _ in range(rounds * config.gradient_steps):
+        drawn = memory.sample_into(agent.batch, rng, beta)
+        self.pending = agent.update(rng)
+        memory.update_priorities(drawn, agent.last_priorities)
+    else: self.pending = agent.updates(rounds * config.gradient_steps, lambda batch: memory.sample_into(batch, rng), rng)
+
+  def sync_target(self, before: int) -> None:
+    for _ in range(crossings(self.config.target_update_interval, before, self.state.step)): self.agent.sync_target()
+
+  def evaluate(self, before: int) -> None:
+    if self.config.eval_freq and crossings(self.config.eval_freq, before, self.state.step):
+      self.last_eval = (self.state.step, self.run_eval())
+
+  def snapshot(self, before: int, signum: int | None) -> None:
+    config, step = self.config, self.state.step
+    if step < config.total_timesteps and (signum or (config.checkpoint_freq and crossings(config.checkpoint_freq, before, step))):
+      self.write_snapshot()
+      if signum: raise Interrupted(signum, step, self.run_dir)
+
+  def finish(self) -> TrainResult:
+    """The final evaluation (unless one just ran), checkpoint and summary."""
+    state = self.state
+    self.read_stats()
+    seconds = time.perf_counter() - self.start
+    self.bar.update(state.step)
+    final_eval = self.last_eval[1] if self.last_eval and self.last_eval[0] == state.step else self.run_eval()
+    self.bar.close()
+    self.tb.close()
+    save_checkpoint(self.agent, state.step, self.obs_shape, self.obs_dtype, self.run_dir / "checkpoints" / "final")
+    summary = {"env_id": self.config.env_id, "seed": self.config.seed, "total_timesteps": state.step,
+               "episodes": state.episode, "seconds": seconds, "eval_seconds": state.eval_seconds,
+               "steps_per_second": state.step / seconds, "final_eval": final_eval.to_dict()}
+    (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return TrainResult(self.run_dir, self.agent, final_eval, state.step / seconds, state.step, seconds,
+                       state.eval_seconds)
+
+  # ---- what the steps use ----
+  def read_stats(self) -> list[float]:
+    """[loss, mean Q] of the latest gradient step (reading it waits for the device); stops a diverged run."""
+    state = self.state
+    if self.pending is not None:
+      state.stats, self.pending = self.pending.numpy().tolist(), None
       if not all(map(math.isfinite, state.stats)):
         raise TrainingDiverged(f"the loss became {state.stats[0]} by step {state.step}; snapshots before it are "
-                               f"intact in {run_dir / 'checkpoints'} (try a lower learning_rate or max_grad_norm)")
+                               f"intact in {self.run_dir / 'checkpoints'} (try a lower learning_rate or max_grad_norm)")
     return state.stats or [float("nan"), float("nan")]
 
-  def run_eval() -> EvalResult:
-    eval_start = time.perf_counter()
-    result = evaluate(agent, eval_env, config.eval_episodes, config.eval_seed)
+  def run_eval(self) -> EvalResult:
+    state, eval_start = self.state, time.perf_counter()
+    result = evaluate(self.agent, self.eval_env, self.config.eval_episodes, self.config.eval_seed)
     state.eval_seconds += time.perf_counter() - eval_start
-    d, now = result.to_dict(), time.perf_counter() - start
-    eval_log.write({"step": state.step, **{k: d[k] for k in EVAL_COLUMNS[1:-2]}, "time_s": now,
-                    "train_time_s": now - state.eval_seconds})
-    bar.write(f"step {state.step}: greedy eval {result.mean_return:.1f} ± {result.std_return:.1f}")
+    d, now = result.to_dict(), time.perf_counter() - self.start
+    self.eval_log.write({"step": state.step, **{k: d[k] for k in EVAL_COLUMNS[1:-2]}, "time_s": now,
+                         "train_time_s": now - state.eval_seconds})
+    self.bar.write(f"step {state.step}: greedy eval {result.mean_return:.1f} ± {result.std_return:.1f}")
     return result
 
-  snapshot_reported = False
-
-  def write_snapshot() -> None:
-    nonlocal snapshot_reported
-    read_stats()
-    state.elapsed = time.perf_counter() - start
-    path = save_snapshot(run_dir / "checkpoints", state.step, agent, memory,
-                         {"loop": asdict(state), "rng": rng.bit_generator.state, "envs": envs,
+  def write_snapshot(self) -> None:
+    config, state = self.config, self.state
+    self.read_stats()
+    state.elapsed = time.perf_counter() - self.start
+    path = save_snapshot(self.run_dir / "checkpoints", state.step, self.agent, self.memory,
+                         {"loop": asdict(state), "rng": self.rng.bit_generator.state, "envs": self.envs,
                           "tinygrad_rng": tinygrad_rng_state()},
                          config.checkpoint_buffer, config.keep_checkpoints)
-    if path is not None and not snapshot_reported:  # its size, once: with pixels it can be gigabytes
-      snapshot_reported = True
+    if path is not None and not self.snapshot_reported:  # its size, once: with pixels it can be gigabytes
+      self.snapshot_reported = True
       size = sum(f.stat().st_size for f in path.iterdir())
-      bar.write(f"step {state.step}: snapshot {path.name} written ({size / 2**20:.1f} MiB, replay memory included: "
-                f"{config.checkpoint_buffer})")
-
-  with _stop_on_signals() as stop, tb:  # tb: its event file is flushed however the loop ends
-    while state.step < config.total_timesteps:
-      # With probability ε select a random action, otherwise a_t = argmax_a Q(φ(s_t), a; θ).
-      epsilon = linear_epsilon(config, state.step)
-      actions = agent.act(state.obs, epsilon, rng)
-      # Execute a_t, observe r_t and x_{t+1}; store (φ_t, a_t, r_t, φ_{t+1}) in D.
-      next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-      done = terminated | truncated
-      # The memory may see clipped rewards and life losses as terminals (Nature DQN); the log sees the game.
-      stored_terminated, stored_rewards = terminated, clip_rewards(rewards) if config.clip_rewards else rewards
-      if config.terminal_on_life_loss: stored_terminated, state.lives = life_loss_terminals(terminated, infos, state.lives)
-      memory.add(state.obs, actions, stored_rewards, last_observations(next_obs, infos, done), stored_terminated,
-                 truncated)
-      state.obs = next_obs  # finished envs were reset already: this is the next episode's φ_1
-      before, state.step = state.step, state.step + config.num_envs
-      state.episode_returns += rewards
-      state.episode_lengths += 1
-      for i in np.flatnonzero(done):
-        state.episode += 1
-        loss, q_mean = read_stats()
-        elapsed = time.perf_counter() - start
-        episodes_log.write({"step": state.step, "episode": state.episode,
-                            "episodic_return": float(state.episode_returns[i]),
-                            "episodic_length": int(state.episode_lengths[i]), "epsilon": epsilon, "loss": loss,
-                            "q_mean": q_mean, "time_s": elapsed, "sps": state.step / elapsed})
-        state.recent_returns = (state.recent_returns + [float(state.episode_returns[i])])[-10:]
-        bar.update(state.step, eps=epsilon, ret10=float(np.mean(state.recent_returns)), loss=loss)
-        state.episode_returns[i], state.episode_lengths[i] = 0.0, 0
-      # Sample random minibatches from D and take gradient steps on (y_j − Q(φ_j, a_j; θ))².
-      if ready_to_learn(config, state.step, memory) and (rounds := crossings(config.train_freq, before, state.step)):
-        if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, state.step))
-        beta = beta_at(config, state.step)
-        if config.prioritized:  # each step's priorities are written back before the next minibatch is drawn
-          for _ in range(rounds * config.gradient_steps):
-            drawn = memory.sample_into(agent.batch, rng, beta)
-            pending = agent.update(rng)
-            memory.update_priorities(drawn, agent.last_priorities)
-        else: pending = agent.updates(rounds * config.gradient_steps, lambda batch: memory.sample_into(batch, rng), rng)
-      # Every C steps, Q̂ ← Q (or Polyak averaging with τ < 1).
-      for _ in range(crossings(config.target_update_interval, before, state.step)): agent.sync_target()
-      if config.eval_freq and crossings(config.eval_freq, before, state.step): last_eval = (state.step, run_eval())
-      if state.step < config.total_timesteps and (stop.signum or (
-          config.checkpoint_freq and crossings(config.checkpoint_freq, before, state.step))):
-        write_snapshot()
-        if stop.signum: raise Interrupted(stop.signum, state.step, run_dir)
-
-  read_stats()
-  seconds = time.perf_counter() - start
-  bar.update(state.step)
-  final_eval = last_eval[1] if last_eval and last_eval[0] == state.step else run_eval()
-  bar.close()
-  tb.close()
-  save_checkpoint(agent, state.step, obs_shape, obs_dtype, run_dir / "checkpoints" / "final")
-  summary = {"env_id": config.env_id, "seed": config.seed, "total_timesteps": state.step, "episodes": state.episode,
-             "seconds": seconds, "eval_seconds": state.eval_seconds, "steps_per_second": state.step / seconds,
-             "final_eval": final_eval.to_dict()}
-  (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-  return TrainResult(run_dir, agent, final_eval, state.step / seconds, state.step, seconds, state.eval_seconds)
+      self.bar.write(f"step {state.step}: snapshot {path.name} written ({size / 2**20:.1f} MiB, replay memory "
+                     f"included: {config.checkpoint_buffer})")
 
 
 class _stop_on_signals:
