@@ -233,11 +233,14 @@ def test_tinygrad_rng_state_round_trips():
   np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)
 
 
-def test_rainbow_components_resume_identically(tmp_path, monkeypatch):
-  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs)."""
+@pytest.mark.parametrize("distribution", [dict(distributional=True, atoms=11, v_min=0.0, v_max=100.0),
+                                          dict(quantiles=7)], ids=["c51", "qrdqn"])
+def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distribution):
+  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs), with C51's head
+  and with QR-DQN's."""
   import tinydqn.train as training
-  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, distributional=True, dueling=True, double_q=True,
-                          atoms=11, v_min=0.0, v_max=100.0, num_envs=2, total_timesteps=2000)
+  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, dueling=True, double_q=True, num_envs=2,
+                          total_timesteps=2000, **distribution)
   reference_run = train(config, tmp_path / "ref", progress=False).run_dir
   original, written = training.save_snapshot, []
   class Crash(Exception): pass

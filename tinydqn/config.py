@@ -86,6 +86,8 @@ class Config:
   atoms: int = _doc("C51: number of atoms of the support.", default=51)
   v_min: float = _doc("C51: smallest return of the support.", default=-10.0)
   v_max: float = _doc("C51: largest return of the support.", default=10.0)
+  quantiles: int = _doc("QR-DQN (Dabney et al. 2018): learn this many quantiles of the return per action with the "
+                        "quantile Huber loss (the 'loss' field is then unused); 0 is off.", default=0)
   # Pixels: Atari (ALE) and MinAtar
   network: str = _doc("Q-network torso: 'mlp', 'nature_cnn' (Mnih et al. 2015), 'minatar_cnn' (Young & Tian 2019), or "
                       "'auto': nature_cnn for k×84×84 frame stacks, minatar_cnn for 10×10×k frames, else mlp.",
@@ -144,6 +146,10 @@ class Config:
     if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
     if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")
     if self.atoms < 2: _invalid(f"atoms must be >= 2, got {self.atoms}")
+    if self.quantiles < 0: _invalid(f"quantiles must be >= 0 (0 is off), got {self.quantiles}")
+    if self.quantiles and self.distributional:
+      _invalid("distributional (C51) and quantiles (QR-DQN) each learn a return distribution: choose one "
+               "(--no-distributional with --preset rainbow)")
     if self.network not in NETWORKS: _invalid(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
     if not 0.0 <= self.sticky_actions <= 1.0: _invalid(f"sticky_actions must be in [0, 1], got {self.sticky_actions}")
     if not self.v_min < self.v_max: _invalid(f"v_min ({self.v_min}) must be < v_max ({self.v_max})")

@@ -173,8 +173,48 @@ class CategoricalHead(Head):
     return cross_entropy, cross_entropy
 
 
+def quantile_midpoints(n: int) -> np.ndarray:
+  """τ̂_i = (τ_i + τ_{i+1}) / 2 = (2i + 1) / 2N, i = 0 … N−1: the quantile levels QR-DQN learns (Dabney et al. 2018,
+  Lemma 2: for N equal-probability Diracs these minimise the 1-Wasserstein distance to the true distribution)."""
+  return ((2 * np.arange(n) + 1) / (2 * n)).astype(np.float32)
+
+
+def quantile_huber_loss(theta: Tensor, target: Tensor, tau_hat: Tensor, kappa: float = 1.0) -> Tensor:
+  """Per sample Σ_i mean_j ρ^κ_τ̂i(u_ij), u_ij = Tθ_j − θ_i (Dabney et al. 2018, eq. 10 and Algorithm 1), with
+  ρ^κ_τ(u) = |τ − 1{u < 0}| · L_κ(u) / κ and L_κ the Huber loss (½u² for |u| ≤ κ, else κ(|u| − ½κ)).
+  `theta` [batch, N] are the online quantiles of the actions taken, `target` [batch, N] the (detached) target
+  quantiles, `tau_hat` [N] the levels of `theta`."""
+  u = target.unsqueeze(1) - theta.unsqueeze(2)  # [batch, i, j]
+  huber = (u.abs() <= kappa).where(0.5 * u.square(), kappa * (u.abs() - 0.5 * kappa))
+  weight = (tau_hat.reshape(1, -1, 1) - (u < 0).float()).abs()  # the asymmetry that makes θ_i the τ̂_i-quantile
+  return (weight * huber / kappa).mean(axis=2).sum(axis=1)
+
+
+class QuantileHead(Head):
+  """QR-DQN (Dabney et al. 2018): N quantiles θ_1 … θ_N of the return per action, at the levels τ̂_i
+  (`quantile_midpoints`); Q = mean_i θ_i. Target quantiles Tθ_j = R + discount·θ̂_j(s', a*), a* = argmax of the
+  target net's Q (Double DQN: the online net's); loss and priority: the quantile Huber loss (κ = 1)."""
+
+  def __init__(self, features: int, n_actions: int, quantiles: int, dueling: bool = False, sigma0: float = 0.0):
+    super().__init__(features, n_actions, quantiles, dueling, sigma0)
+    self.tau_hat = Tensor(quantile_midpoints(quantiles)).realize()  # on the device the network is built on
+
+  def q_values(self, out: Tensor) -> Tensor: return out.mean(axis=2)
+
+  def numpy_q_values(self, out: np.ndarray) -> np.ndarray: return out.mean(axis=2)
+
+  def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch) -> tuple[Tensor, Tensor]:
+    theta = (out * batch.actions.one_hot(self.n_actions).unsqueeze(2)).sum(axis=1)
+    chooser = next_online if next_online is not None else next_target
+    best = self.q_values(chooser).argmax(axis=1).one_hot(self.n_actions).unsqueeze(2)
+    target = (batch.rewards.unsqueeze(1) + batch.discounts.unsqueeze(1) * (next_target * best).sum(axis=1)).detach()
+    per_sample = quantile_huber_loss(theta, target, self.tau_hat)
+    return per_sample, per_sample
+
+
 def build_head(config, features: int, n_actions: int, sigma0: float = 0.0) -> Head:
   """The head `config` asks for on `features` torso outputs."""
+  if config.quantiles: return QuantileHead(features, n_actions, config.quantiles, config.dueling, sigma0)
   if config.distributional:
     return CategoricalHead(features, n_actions, config.atoms, config.v_min, config.v_max, config.dueling, sigma0)
   return QHead(features, n_actions, config.dueling, sigma0, config.loss)
