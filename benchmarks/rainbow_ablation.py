@@ -8,6 +8,7 @@ threshold, and the wall-clock cost per env step relative to plain DQN. Finished 
     python benchmarks/rainbow_ablation.py                                   # CartPole-v1, all variants, seeds 0-9
     python benchmarks/rainbow_ablation.py --env Acrobot-v1 --solved -100 --variants plain,rainbow --seeds 0-2
     python benchmarks/rainbow_ablation.py --variants rainbow --seeds 0,1,4,5 --set adam_eps=1.5e-4
+    python benchmarks/rainbow_ablation.py --variants plain,distributional,qrdqn   # DQN, C51 and QR-DQN
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ VARIANTS = {  # name: (preset applied on top of the env's, config overrides)
   "noisy": (None, {"noisy": True}),
   "distributional": (None, {"distributional": True}),
   "rainbow": ("rainbow", {}),
+  "qrdqn": ("qrdqn", {}),  # QR-DQN with 50 quantiles (not a Rainbow component: compare it with plain and distributional)
 }
 
 
