@@ -122,6 +122,11 @@ def test_a_trial_folder_with_another_config_is_refused(tmp_path, capsys):
   (tmp_path / "out" / trial.name / "config.json").write_text(json.dumps(trial.config.replace(gamma=0.9).to_dict()))
   line = one_line_error(capsys, ["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")])
   assert "another config" in line and "gamma: 0.9 -> 0.99" in line
+  saved = trial.config.to_dict()
+  del saved["quantiles"]  # a field added after the trial ran: its default is what the trial ran with
+  (tmp_path / "out" / trial.name / "config.json").write_text(json.dumps(saved))
+  from tinydqn.rundir import check_same_config
+  check_same_config(tmp_path / "out" / trial.name, trial.config)
 
 
 def test_a_damaged_trial_is_kept_and_reported_not_restarted(tmp_path):

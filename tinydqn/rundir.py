@@ -33,7 +33,8 @@ def check_same_config(path: Path, config: Config) -> None:
   continued or reported as this one. A directory without config.json passes."""
   saved = path / "config.json"
   if not saved.exists(): return
-  old, new = json.loads(saved.read_text()), config.to_dict()
+  # Fields added since the run was saved take their defaults (the values the run was trained with).
+  old, new = {**type(config)().to_dict(), **json.loads(saved.read_text())}, config.to_dict()
   if old != new:
     diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
     raise UserError(f"{path} holds a run with another config ({diff}); use another output folder")
