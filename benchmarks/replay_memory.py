@@ -33,7 +33,7 @@ def main() -> None:
     buf.add(stack, [0], [0.0], nxt, [end], [False])
     stack = np.repeat(pool[None, None, (t + 7) % 64], 4, axis=1) if end else nxt
   per = (rss_bytes() - before) / n
-  print(f"\n| stored | RSS growth | bytes per transition | 1M transitions (extrapolated) |\n|---:|---:|---:|---:|")
+  print("\n| stored | RSS growth | bytes per transition | 1M transitions (extrapolated) |\n|---:|---:|---:|---:|")
   print(f"| {n:,} | {per * n / 1e9:.3f} GB | {per:.0f} | {per * 1e6 / 1e9:.2f} GB ({per * 1e6 / 2**30:.2f} GiB) |")
   print(f"\nfor comparison, 1M transitions stored as stacks: obs only {4 * 84 * 84 * 1e6 / 1e9:.1f} GB, "
         f"obs and next_obs {8 * 84 * 84 * 1e6 / 1e9:.1f} GB")

@@ -14,7 +14,6 @@ from tinydqn.config import Config, make_config
 from tinydqn.conv import MinAtarCNN, NatureCNN, network_for
 from tinydqn.envs import make_env
 from tinydqn.errors import UserError
-from tinydqn.frame_buffer import FrameReplayBuffer
 from tinydqn.heads import QHead
 from tinydqn.networks import QNetwork
 from tinydqn.train import resume, train

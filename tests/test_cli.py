@@ -23,7 +23,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
   lines = proc.stderr.strip().splitlines()
   assert "Traceback" not in proc.stderr
   assert lines[-1].startswith("tinydqn: error: ") and all(f in lines[-1] for f in fragments), proc.stderr
-  assert len([l for l in lines if l.startswith("tinydqn: error")]) == 1
+  assert len([line for line in lines if line.startswith("tinydqn: error")]) == 1
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_train_writes_a_complete_run_directory(trained_run):
   assert metrics[0].startswith("step,episode,episodic_return,episodic_length,epsilon,loss")
   assert len(metrics) > 5
   evals = (trained_run / "eval.csv").read_text().splitlines()
-  assert evals[0].startswith("step,mean_return,std_return") and [l.split(",")[0] for l in evals[1:]] == ["150", "300"]
+  assert evals[0].startswith("step,mean_return,std_return") and [row.split(",")[0] for row in evals[1:]] == ["150", "300"]
   assert (trained_run / "checkpoints" / "final.safetensors").exists()
   assert json.loads((trained_run / "summary.json").read_text())["final_eval"]["episodes"] == 2
 

@@ -65,7 +65,7 @@ def test_n_step_matches_a_slow_reference_on_random_episodes(num_envs, n_step):
   capacity = 10 * num_envs  # small: the ring wraps several times
   buf = ReplayBuffer(capacity, (1,), np.float32, num_envs=num_envs, n_step=n_step, gamma=gamma)
   history: list[list[tuple]] = [[] for _ in range(num_envs)]
-  for t in range(steps):
+  for _ in range(steps):
     r = rng.normal(size=num_envs).astype(np.float32)
     term, trunc = rng.random(num_envs) < 0.15, rng.random(num_envs) < 0.1
     trunc &= ~term

@@ -1,7 +1,6 @@
 """A run killed at any moment and resumed is exactly the run that was never killed."""
 import csv
 import json
-import os
 import random
 import signal
 import subprocess

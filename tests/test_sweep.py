@@ -93,7 +93,7 @@ def test_ray_sweep_runs_skips_and_resumes(tmp_path, capsys, monkeypatch):
   monkeypatch.setattr(train_module, "save_snapshot", die_at_second)
   with pytest.raises(RuntimeError): train_module.train(s1.config, out / s1.name, progress=False)
   monkeypatch.setattr(train_module, "save_snapshot", original)
-  kept = [l for l in (out / s1.name / "metrics.csv").read_text().splitlines()[1:] if int(l.split(",")[0]) <= 100]
+  kept = [row for row in (out / s1.name / "metrics.csv").read_text().splitlines()[1:] if int(row.split(",")[0]) <= 100]
   assert kept and (out / s1.name / "checkpoints" / "step_000000000100").is_dir()
 
   assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out)]) == 0

@@ -1,7 +1,7 @@
 """Q-networks: a torso (MLP here; convolutional ones for pixels in conv.py) and a head (heads.py).
 
-Dense layers are plain or noisy (Rainbow's noisy nets). Noise never lives inside the network: callers pass it in, so jitted graphs read it from input buffers and
-numpy's seeded generator draws it (deterministic and resumable like everything else).
+Dense layers are plain or noisy (Rainbow's noisy nets). Noise never lives inside the network: callers pass it in,
+so jitted graphs read it from input buffers and numpy's seeded generator draws it (deterministic and resumable like everything else).
 """
 from __future__ import annotations
 
