@@ -12,13 +12,16 @@ discounts (γᵏ, 0 after a terminal) and the importance weights the agent appli
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 from tinygrad import Tensor
 
 from tinydqn.buffers import Batch
 from tinydqn.networks import Noise, apply_dense, dense, dense_views, numpy_dense
+
+if TYPE_CHECKING:
+  from tinydqn.config import Config
 
 
 def td_target(rewards: Tensor, discounts: Tensor, next_q_target: Tensor, next_q_online: Tensor | None = None) -> Tensor:
@@ -212,7 +215,7 @@ class QuantileHead(Head):
     return per_sample, per_sample
 
 
-def build_head(config, features: int, n_actions: int, sigma0: float = 0.0) -> Head:
+def build_head(config: Config, features: int, n_actions: int, sigma0: float = 0.0) -> Head:
   """The head `config` asks for on `features` torso outputs."""
   if config.quantiles: return QuantileHead(features, n_actions, config.quantiles, config.dueling, sigma0)
   if config.distributional:

@@ -1,18 +1,22 @@
 """Q-networks: a torso (MLP here; convolutional ones for pixels in conv.py) and a head (heads.py).
 
-Dense layers are plain or noisy (Rainbow's noisy nets). Noise never lives inside the network: callers pass it in,
-so jitted graphs read it from input buffers and numpy's seeded generator draws it (deterministic and resumable like everything else).
+Dense layers are plain or noisy (Rainbow's noisy nets). Noise never lives inside the network: callers pass it
+in, so jitted graphs read it from input buffers and numpy's seeded generator draws it (deterministic and
+resumable like everything else).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 from tinygrad import Tensor, dtypes, nn
 from tinygrad.dtype import _to_np_dtype
 from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
+
+if TYPE_CHECKING:
+  from tinydqn.heads import Head
 
 Noise = Iterator[tuple[Tensor, Tensor]]  # (f(ε_in), f(ε_out)) per noisy layer, in the order the layers run
 
@@ -95,7 +99,7 @@ class QNetwork:
   turns them into its output (Q-values, or a return distribution per action) and knows how to reduce that to
   Q-values and how to learn it. Initialisation is tinygrad's (and PyTorch's) uniform ±1/√fan_in."""
 
-  def __init__(self, torso: Torso, head):
+  def __init__(self, torso: Torso, head: Head):
     self.torso, self.head = torso, head
 
   def __call__(self, obs: Tensor, noise: Sequence[tuple[Tensor, Tensor]] | None = None) -> Tensor:
