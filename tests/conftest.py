@@ -1,3 +1,9 @@
+import os
+
+# The suite runs on the CPU unless DEV names another device (CI runs it again with DEV=CL): set before tinygrad is
+# imported, so tensors a test makes without a device land where the agent's do, whatever runtimes are installed.
+os.environ.setdefault("DEV", "CPU")
+
 import numpy as np
 import pytest
 from tinygrad import Tensor

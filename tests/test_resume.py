@@ -14,10 +14,11 @@ import pytest
 from tinygrad import Tensor
 
 from tinydqn.agent import DQNAgent
-from tinydqn.config import Config, make_config
+from tinydqn.config import make_config
 from tinydqn.errors import TrainingDiverged, UserError
 from tinydqn.logger import WALL_CLOCK_COLUMNS
-from tinydqn.train import resume, train
+from tinydqn.devices import resolve_device
+from tinydqn.train import read_run_config, resume, train
 
 CONFIG = make_config("CartPole-v1", seed=5, total_timesteps=4000, learning_starts=300, train_freq=4,
                 gradient_steps=1, batch_size=32, net_arch=(32,), target_update_interval=100, eval_freq=1000,
@@ -68,7 +69,8 @@ def reference(tmp_path_factory) -> Path:
 def test_cli_flags_match_the_reference_config(reference, tmp_path):
   proc = cli("train", "--run-dir", str(tmp_path / "r"), *FLAGS, "--total-timesteps", "400")
   proc.wait(timeout=300)
-  assert Config.from_dict(json.loads((tmp_path / "r" / "config.json").read_text())) == CONFIG.replace(total_timesteps=400)
+  config, device = read_run_config(tmp_path / "r")
+  assert config == CONFIG.replace(total_timesteps=400) and device == resolve_device()
 
 
 def last_logged_step(run: Path) -> int:
@@ -191,7 +193,7 @@ def test_tinygrad_rng_state_round_trips():
   expected = Tensor.rand(5).numpy()
   Tensor.manual_seed(99)
   Tensor.rand(7).realize()
-  restore_tinygrad_rng(saved)
+  restore_tinygrad_rng(saved, "CPU")
   np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)
 
 

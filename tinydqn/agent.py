@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from tinygrad import Context, Device, Tensor, TinyJit, dtypes
+from tinygrad import Context, Tensor, TinyJit, dtypes
 from tinygrad.nn.optim import Adam, Optimizer
 from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
 from tinydqn import wide_kernels
+from tinydqn.devices import resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
@@ -49,7 +50,7 @@ def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tenso
   b_j = (Tz_j − v_min)/Δz, which is that split (all of p_j to atom i when b_j = i exactly) without a scatter."""
   atoms = next_probs.shape[-1]
   delta = (v_max - v_min) / (atoms - 1)
-  support = Tensor.linspace(v_min, v_max, atoms)
+  support = Tensor.linspace(v_min, v_max, atoms)  # default device: the agent calls this under Context(DEV=its own)
   tz = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clip(v_min, v_max)
   b = (tz - v_min) / delta  # [batch, atoms]: where each moved atom lands, in units of atoms
   closeness = (1.0 - (b.unsqueeze(2) - Tensor.arange(atoms).float()).abs()).relu()
@@ -104,10 +105,11 @@ class DQNAgent:
 
   def __init__(self, config: Config, obs_shape: tuple[int, ...], obs_dtype: np.dtype, n_actions: int,
                device: str | None = None, host_views: bool | None = None):
-    """`host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
+    """`device`: a tinygrad device name; default the CPU, or tinygrad's DEV when set (`resolve_device`).
+    `host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
     the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
-    self.device = Device.canonicalize(device)
+    self.device = resolve_device(device)
     if self.device.split(":")[0] == "CPU" and wide_kernels_wanted(): wide_kernels.install()
     atoms = config.atoms if config.distributional else 1
     self.support = np.linspace(config.v_min, config.v_max, atoms, dtype=np.float32) if atoms > 1 else None
@@ -132,8 +134,8 @@ class DQNAgent:
       def step_inputs() -> list[np.ndarray]:
         return [*(a.copy() for a in vars(host).values()), *_flat(empty_noise(self._noise_shapes))]
       staged = [step_inputs() for _ in range(self.fuse)]
-      self._inputs = [[Tensor(a, device=self.device).contiguous().realize() for a in step] for step in staged]
-      self._support = Tensor(self.support, device=self.device).realize() if self.support is not None else None
+      self._inputs = [[to_device(a, self.device).contiguous().realize() for a in step] for step in staged]
+      self._support = to_device(self.support, self.device).realize() if self.support is not None else None
       Tensor.realize(*self._optimizer_state().values())
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
@@ -146,7 +148,7 @@ class DQNAgent:
     self._update = TinyJit(self._update_step)
     self._update_fused = TinyJit(self._fused_steps) if self.fuse > 1 else None
     self._fused_inputs = [t for step in self._inputs for t in step]  # the fused call's arguments, in order
-    self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
+    self._sync = TinyJit(self._sync_step)
     self._numpy_q = NumpyQ(self.online, self.support) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
     self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
@@ -157,7 +159,9 @@ class DQNAgent:
     cfg = self.config
     pairs = _pairs(noise)
     online_noise, target_noise = (pairs[:len(pairs) // 2], pairs[len(pairs) // 2:]) if pairs else (None, None)
-    with Context(TRAINING=1):
+    # DEV: any tensor made here without a device (a constant, an optimizer temporary) lands on the agent's, not on
+    # tinygrad's own pick. Only the capturing calls run this body; replays cost nothing extra.
+    with Context(TRAINING=1, DEV=self.device):
       self.optimizer.zero_grad()
       taken = actions.one_hot(self.n_actions)
       out, next_target = self.online(obs, online_noise), self.target(next_obs, target_noise)
@@ -236,10 +240,12 @@ class DQNAgent:
     return stats
 
   def _stage(self, inputs: list[list[Tensor]], host: list[list[np.ndarray]]) -> None:
-    """Without host views, copy the staged numpy arrays into the jit's input tensors."""
+    """Without host views, copy the staged numpy arrays into the jit's input tensors. Through `to_device`: the
+    sampler rewrites these arrays for the next call while an asynchronous backend (CL) may not have read them yet,
+    so tinygrad must get copies (issue 17: fused bursts trained on later minibatches)."""
     if self._zero_copy: return
     for ts, arrays in zip(inputs, host):
-      for t, a in zip(ts, arrays): t.assign(Tensor(a, device=self.device))
+      for t, a in zip(ts, arrays): t.assign(to_device(a, self.device))
     Tensor.realize(*(t for ts in inputs for t in ts))
 
   def _settle(self) -> None:
@@ -256,6 +262,9 @@ class DQNAgent:
     pairs = zip(self.target.parameters(), self.online.parameters())
     Tensor.realize(*[t.assign(o.contiguous() if tau == 1.0 else tau * o + (1.0 - tau) * t) for t, o in pairs])
 
+  def _sync_step(self) -> None:
+    with Context(DEV=self.device): self._copy_online_to_target(self.config.tau)
+
   def sync_target(self) -> None:
     """θ⁻ ← τ·θ + (1 − τ)·θ⁻ (a hard copy for τ = 1)."""
     self._sync()
@@ -269,14 +278,15 @@ class DQNAgent:
     key = (obs.shape[0], noise is not None)
     if key not in self._jit_q:
       arrays = [np.zeros_like(obs), *_flat(noise or [])]
-      staged = [Tensor(a, device=self.device).contiguous().realize() for a in arrays]
+      staged = [to_device(a, self.device).contiguous().realize() for a in arrays]
       def forward(x: Tensor, *flat: Tensor) -> Tensor:
-        out = self.online(x, _pairs(flat) if flat else None)
-        if self.support is not None: out = (out.softmax(axis=2) * self._support).sum(axis=2)
-        return out.realize()
+        with Context(DEV=self.device):
+          out = self.online(x, _pairs(flat) if flat else None)
+          if self.support is not None: out = (out.softmax(axis=2) * self._support).sum(axis=2)
+          return out.realize()
       self._jit_q[key] = (staged, TinyJit(forward))
     staged, forward = self._jit_q[key]
-    for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(Tensor(a, device=self.device))
+    for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(to_device(a, self.device))
     Tensor.realize(*staged)
     return forward(*staged).numpy()
 
@@ -311,6 +321,6 @@ class DQNAgent:
     for name, t in own.items():
       if tuple(arrays[name].shape) != t.shape:
         raise ValueError(f"{name}: shape {tuple(arrays[name].shape)} does not match the agent's {t.shape}")
-      t.assign(Tensor(np.ascontiguousarray(arrays[name]), device=self.device).cast(t.dtype))
+      t.assign(to_device(arrays[name], self.device).cast(t.dtype))
     Tensor.realize(*own.values())
     self._settle()

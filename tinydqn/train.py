@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +18,7 @@ from tinydqn.atari import clip_rewards, life_loss_terminals, stacks_frames
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.checkpoint import save_checkpoint
 from tinydqn.config import Config
+from tinydqn.devices import resolve_device
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
@@ -82,29 +84,47 @@ def crossings(interval: int, before: int, after: int) -> int:
 def train(config: Config, run_dir: str | Path | None = None, force: bool = False, progress: bool = True,
           device: str | None = None) -> TrainResult:
   """Trains a DQN agent as `config` says, writing config.json, metrics.csv, eval.csv, summary.json,
-  checkpoints/final.* and periodic snapshots to `run_dir` (default: a new folder under runs/)."""
+  checkpoints/final.* and periodic snapshots to `run_dir` (default: a new folder under runs/). `device`: a
+  tinygrad device; default the CPU, or tinygrad's DEV when set. config.json names the device the run started on,
+  summary.json the one it finished on (`device` is not a config field: the same config gives the same rows on the
+  same device)."""
+  device = resolve_device(device)
   run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id, config.seed)
   check_run_dir(run_dir, force)
   make_env(config.env_id, sticky_actions=config.sticky_actions).close()  # fails here, before anything is written
   prepare_run_dir(run_dir, force)
-  (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+  (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), "device": device}, indent=2))
   return _run(config, run_dir, progress, device, snapshot=None)
 
 
-def resume(run_dir: str | Path, progress: bool = True, device: str | None = None) -> TrainResult:
-  """Continues the run in `run_dir` from its newest usable snapshot. With the replay memory in the snapshot
-  (the default) the result is the run that was never interrupted, row for row and bit for bit."""
-  run_dir = Path(run_dir)
+def read_run_config(run_dir: Path) -> tuple[Config, str | None]:
+  """A run directory's config and the device it trained on (None for runs saved before the device was stored)."""
   if not (run_dir / "config.json").is_file(): raise UserError(f"{run_dir} is not a run directory (no config.json)")
   try:
-    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-  except (ValueError, TypeError) as e:
+    values = json.loads((run_dir / "config.json").read_text())
+    device = values.pop("device", None)
+    return Config.from_dict(values), device
+  except (ValueError, TypeError, AttributeError) as e:
     raise UserError(f"cannot read {run_dir / 'config.json'}: {e}") from None
+
+
+def resume(run_dir: str | Path, progress: bool = True, device: str | None = None) -> TrainResult:
+  """Continues the run in `run_dir` from its newest usable snapshot, on `device` (default: the CPU, or
+  tinygrad's DEV when set, as for `train`). With the replay memory in the snapshot (the default) and the same
+  device, the result is the run that was never interrupted, row for row and bit for bit; on another device it
+  continues with that device's rounding (a warning says so)."""
+  run_dir = Path(run_dir)
+  config, trained_on = read_run_config(run_dir)
   if (run_dir / "summary.json").exists(): raise UserError(f"the run in {run_dir} has already finished")
-  return _run(config, run_dir, progress, device, snapshot=load_latest_snapshot(run_dir / "checkpoints"))
+  device = resolve_device(device)
+  snapshot = load_latest_snapshot(run_dir / "checkpoints")
+  if trained_on is not None and trained_on != device:
+    print(f"tinydqn: warning: {run_dir} trained on {trained_on} and continues on {device}: later rows will differ from "
+          f"an uninterrupted run's in rounding (summary.json will name {device})", file=sys.stderr)
+  return _run(config, run_dir, progress, device, snapshot=snapshot)
 
 
-def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None) -> TrainResult:
+def _run(config: Config, run_dir: Path, progress: bool, device: str, snapshot: Snapshot | None) -> TrainResult:
   eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
   obs_shape, obs_dtype, n_actions = describe(eval_env)
   # Seed everything that draws random numbers: tinygrad (weights), numpy (ε and minibatches), the envs.
@@ -127,7 +147,7 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
     agent.load_state_dict(snapshot.agent)
     if snapshot.replay is not None: memory.load_state_dict(snapshot.replay)
     rng.bit_generator.state = snapshot.state["rng"]
-    restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
+    restore_tinygrad_rng(snapshot.state["tinygrad_rng"], agent.device)
     envs, state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
   resume_step = None if snapshot is None else state.step
   tb = TensorBoardLog(run_dir / "tb", purge_step=None if resume_step is None else resume_step + 1)
@@ -228,7 +248,8 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snap
   eval_log.close()
   tb.close()
   save_checkpoint(agent, state.step, obs_shape, obs_dtype, run_dir / "checkpoints" / "final")
-  summary = {"env_id": config.env_id, "seed": config.seed, "total_timesteps": state.step, "episodes": state.episode,
+  summary = {"env_id": config.env_id, "seed": config.seed, "device": agent.device, "total_timesteps": state.step,
+             "episodes": state.episode,
              "seconds": seconds, "eval_seconds": state.eval_seconds, "steps_per_second": state.step / seconds,
              "final_eval": final_eval.to_dict()}
   (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
