@@ -142,6 +142,7 @@ print(json.dumps({"devices": devices, "code": code, "opened": sorted(Device._ope
 """
 
 
+@pytest.mark.cpu_stage  # runs on the CPU whatever DEV says
 def test_the_cpu_is_the_default_whatever_tinygrad_would_pick(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "DEV"}
   proc = subprocess.run([sys.executable, "-c", DEFAULT_DEVICE_SCRIPT, str(tmp_path / "run")], capture_output=True,
@@ -184,6 +185,7 @@ def rewrite_snapshot_rng_device(run: Path, device: str) -> None:
     (step / "manifest.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.cpu_stage  # runs on the CPU whatever DEV says
 def test_resume_where_the_snapshots_device_is_missing(tmp_path):
   """Issue 17's case: a run trained on CL, resumed with --device CPU where OpenCL is missing (here an empty ICD
   directory hides any OpenCL driver), continues on the CPU with a warning instead of ending in an OpenCL error."""
@@ -203,6 +205,7 @@ def test_resume_where_the_snapshots_device_is_missing(tmp_path):
   assert json.loads((run / "summary.json").read_text())["device"] == "CPU"
 
 
+@pytest.mark.cpu_stage
 @pytest.mark.parametrize("args", [["train", "--device", "NOSUCHDEV"], ["train", "--resume", ".", "--device", "nosuchdev"],
                                   ["eval", ".", "--device", "NOSUCHDEV"]])
 def test_an_unusable_device_is_one_line_and_exit_2(tmp_path, args):

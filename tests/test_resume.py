@@ -66,6 +66,7 @@ def reference(tmp_path_factory) -> Path:
   return train(CONFIG, tmp_path_factory.mktemp("ref") / "run", progress=False).run_dir
 
 
+@pytest.mark.cpu_stage
 def test_cli_flags_match_the_reference_config(reference, tmp_path):
   proc = cli("train", "--run-dir", str(tmp_path / "r"), *FLAGS, "--total-timesteps", "400")
   proc.wait(timeout=300)
@@ -87,6 +88,7 @@ def kill_at_step(proc: subprocess.Popen, run: Path, step: int) -> None:
   proc.wait()
 
 
+@pytest.mark.cpu_stage
 def test_killed_at_many_points_resumes_identically(reference, tmp_path):
   """Crashes inside snapshot writes (in the weights file, in the replay file, before the rename), then
   SIGKILLs at random steps, one after another on the same run; it must still equal the reference."""
@@ -108,6 +110,7 @@ def test_killed_at_many_points_resumes_identically(reference, tmp_path):
   assert_same_run(reference, run)
 
 
+@pytest.mark.cpu_stage
 def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   run = tmp_path / "run"
   cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "4"]).wait(timeout=300)  # dies in snapshot 4
@@ -129,6 +132,7 @@ def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   assert_same_run(reference, run)  # resumed from step 400: still exact
 
 
+@pytest.mark.cpu_stage
 def test_no_usable_snapshot_is_a_clear_error(tmp_path):
   run = tmp_path / "run"
   cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "2"]).wait(timeout=300)
@@ -139,6 +143,7 @@ def test_no_usable_snapshot_is_a_clear_error(tmp_path):
   assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("tinydqn: error: no usable snapshot")
 
 
+@pytest.mark.cpu_stage
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_writes_a_snapshot_and_exits_with_a_resume_hint(reference, tmp_path, sig, code):
   run = tmp_path / "run"
@@ -154,6 +159,7 @@ def test_signal_writes_a_snapshot_and_exits_with_a_resume_hint(reference, tmp_pa
   assert_same_run(reference, run)
 
 
+@pytest.mark.cpu_stage
 def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
   with pytest.raises(UserError, match="not a run directory"): resume(tmp_path, progress=False)
   with pytest.raises(UserError, match="already finished"): resume(reference, progress=False)
@@ -162,6 +168,7 @@ def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
   assert proc.returncode == 2 and "--resume continues a run with its own config" in err
 
 
+@pytest.mark.cpu_stage
 def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch):
   calls = {"n": 0}
   original = DQNAgent.update
@@ -175,6 +182,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch
   assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.cpu_stage
 def test_snapshot_without_replay_still_resumes(tmp_path):
   config = CONFIG.replace(checkpoint_buffer=False, total_timesteps=1200)
   proc = cli("train", "--run-dir", str(tmp_path / "run"), *FLAGS, "--total-timesteps", "1200", "--no-checkpoint-buffer",
@@ -193,7 +201,7 @@ def test_tinygrad_rng_state_round_trips():
   expected = Tensor.rand(5).numpy()
   Tensor.manual_seed(99)
   Tensor.rand(7).realize()
-  restore_tinygrad_rng(saved, "CPU")
+  restore_tinygrad_rng(saved, resolve_device())
   np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)
 
 

@@ -11,7 +11,7 @@ from tinygrad.nn.state import get_state_dict
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
 from tinydqn import wide_kernels
-from tinydqn.devices import resolve_device, to_device
+from tinydqn.devices import default_device, resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
@@ -50,7 +50,7 @@ def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tenso
   b_j = (Tz_j − v_min)/Δz, which is that split (all of p_j to atom i when b_j = i exactly) without a scatter."""
   atoms = next_probs.shape[-1]
   delta = (v_max - v_min) / (atoms - 1)
-  support = Tensor.linspace(v_min, v_max, atoms)  # default device: the agent calls this under Context(DEV=its own)
+  support = Tensor.linspace(v_min, v_max, atoms)  # default device: the agent makes it its own when calling this
   tz = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clip(v_min, v_max)
   b = (tz - v_min) / delta  # [batch, atoms]: where each moved atom lands, in units of atoms
   closeness = (1.0 - (b.unsqueeze(2) - Tensor.arange(atoms).float()).abs()).relu()
@@ -115,7 +115,7 @@ class DQNAgent:
     self.support = np.linspace(config.v_min, config.v_max, atoms, dtype=np.float32) if atoms > 1 else None
     def network() -> QNetwork:
       return QNetwork(build_torso(config, obs_shape), n_actions, config.dueling, atoms, noisy_sigma0(config))
-    with Context(DEV=self.device):
+    with Context(**default_device(self.device)):
       self.online, self.target = network(), network()
       Tensor.realize(*self.online.parameters(), *self.target.parameters())
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
@@ -161,7 +161,7 @@ class DQNAgent:
     online_noise, target_noise = (pairs[:len(pairs) // 2], pairs[len(pairs) // 2:]) if pairs else (None, None)
     # DEV: any tensor made here without a device (a constant, an optimizer temporary) lands on the agent's, not on
     # tinygrad's own pick. Only the capturing calls run this body; replays cost nothing extra.
-    with Context(TRAINING=1, DEV=self.device):
+    with Context(TRAINING=1, **default_device(self.device)):
       self.optimizer.zero_grad()
       taken = actions.one_hot(self.n_actions)
       out, next_target = self.online(obs, online_noise), self.target(next_obs, target_noise)
@@ -263,7 +263,7 @@ class DQNAgent:
     Tensor.realize(*[t.assign(o.contiguous() if tau == 1.0 else tau * o + (1.0 - tau) * t) for t, o in pairs])
 
   def _sync_step(self) -> None:
-    with Context(DEV=self.device): self._copy_online_to_target(self.config.tau)
+    with Context(**default_device(self.device)): self._copy_online_to_target(self.config.tau)
 
   def sync_target(self) -> None:
     """θ⁻ ← τ·θ + (1 − τ)·θ⁻ (a hard copy for τ = 1)."""
@@ -280,7 +280,7 @@ class DQNAgent:
       arrays = [np.zeros_like(obs), *_flat(noise or [])]
       staged = [to_device(a, self.device).contiguous().realize() for a in arrays]
       def forward(x: Tensor, *flat: Tensor) -> Tensor:
-        with Context(DEV=self.device):
+        with Context(**default_device(self.device)):
           out = self.online(x, _pairs(flat) if flat else None)
           if self.support is not None: out = (out.softmax(axis=2) * self._support).sum(axis=2)
           return out.realize()

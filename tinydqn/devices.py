@@ -26,6 +26,12 @@ def resolve_device(device: str | None = None) -> str:
   return Device.canonicalize(device or DEV.device or "CPU")
 
 
+def default_device(device: str) -> dict[str, str]:
+  """Context arguments that make `device` the default for tensors made without one (`Context(**default_device(d))`);
+  none when DEV already names it, so a renderer chosen there (DEV=CPU:LLVM) is kept."""
+  return {} if DEV.device and Device.canonicalize(DEV.device) == device else {"DEV": device}
+
+
 def check_device(device: str | None = None) -> str:
   """`resolve_device`, then a 2-element computation on it read back and checked: a device that cannot open,
   compile or compute correctly (a WEBGPU without its Vulkan driver returns garbage silently) is a UserError
