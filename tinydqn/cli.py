@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 import tomllib
 import typing
@@ -129,7 +130,10 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Nam
 def _check_device(device: str | None) -> str:
   """The device to use (`--device`, else DEV, else the CPU), checked by a small computation: one line and exit
   code 2 if it cannot run here."""
-  from tinydqn.devices import check_device  # imports tinygrad: only once the arguments are known to be good
+  try:
+    from tinydqn.devices import check_device  # imports tinygrad: only once the arguments are known to be good
+  except RuntimeError as e:  # tinygrad reads DEV when imported, and refuses one it cannot parse
+    raise UserError(f"DEV={os.environ.get('DEV', '')!r} is not a tinygrad device: {e}") from None
   return check_device(device)
 
 
