@@ -4,6 +4,7 @@ where tinydqn's time goes (acting, env, storing, sampling + gradient step).
 Both: PongNoFrameskip-v4, Nature preprocessing, 4-frame stacks, Nature CNN, Adam, batch 32, a gradient step
 every 4 env steps, target copy every 1000, learning_starts steps of random play first (not timed).
 SB3 uses its own Atari wrappers (make_atari_env + VecFrameStack) and CnnPolicy; tinydqn its `atari` preset.
+Both run on the CPU unless `--device` names a GPU (tinygrad's name, e.g. NV or CUDA; PyTorch then uses "cuda").
 
     .venv/bin/python benchmarks/atari_speed.py --sb3-python benchmarks/.sb3-venv/bin/python --steps 2000 --rounds 2
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -70,7 +72,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
 import torch
-learning_starts, steps = int(sys.argv[1]), int(sys.argv[2])
+learning_starts, steps, device = int(sys.argv[1]), int(sys.argv[2]), sys.argv[4]
 env = VecFrameStack(make_atari_env(sys.argv[3], n_envs=1, seed=0), n_stack=4)
 class Clock(BaseCallback):
   def _on_step(self):
@@ -79,10 +81,18 @@ class Clock(BaseCallback):
 clock = Clock()
 model = DQN("CnnPolicy", env, buffer_size=10_000, learning_starts=learning_starts, batch_size=32, learning_rate=1e-4,
             train_freq=4, gradient_steps=1, target_update_interval=1000, exploration_fraction=0.1,
-            exploration_final_eps=0.01, optimize_memory_usage=False, seed=0, device="cpu")
+            exploration_final_eps=0.01, optimize_memory_usage=False, seed=0, device=device)
+updates, train = [], model.train
+def timed_train(*args, **kwargs):  # SB3's gradient step: sample + update (it reads the loss back, which waits)
+  t = time.perf_counter()
+  train(*args, **kwargs)
+  updates.append(time.perf_counter() - t)
+model.train = timed_train
 model.learn(learning_starts + steps, callback=clock)
 seconds = time.perf_counter() - clock.start
-print(json.dumps({"sps": steps / seconds, "seconds": seconds, "torch_threads": torch.get_num_threads()}))
+updates = sorted(updates[5:]) or [float("nan")]
+print(json.dumps({"sps": steps / seconds, "seconds": seconds, "torch_threads": torch.get_num_threads(),
+                  "ms_per_update": updates[len(updates) // 2] * 1e3}))
 """
 
 
@@ -92,6 +102,7 @@ def main() -> None:
   ap.add_argument("--learning-starts", type=int, default=1000)
   ap.add_argument("--steps", type=int, default=2000, help="timed env steps after learning_starts")
   ap.add_argument("--rounds", type=int, default=2)
+  ap.add_argument("--device", default="CPU", help="tinygrad device for tinydqn; any other than CPU runs SB3 on cuda")
   ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.child:
@@ -99,19 +110,22 @@ def main() -> None:
     return
   runs: dict[str, list[dict]] = {"tinydqn": [], "sb3": []}
   for _ in range(args.rounds):  # alternate: the machine's speed drifts
-    cmds = {"tinydqn": [sys.executable, __file__, "--child"]}
+    cmds = {"tinydqn": [sys.executable, __file__, "--child"]}  # the device reaches tinydqn through DEV
     if args.sb3_python: cmds["sb3"] = [args.sb3_python, "-c", SB3_CHILD]
     for name, cmd in cmds.items():
       extra = ["--learning-starts", str(args.learning_starts), "--steps", str(args.steps)] if name == "tinydqn" else \
-          [str(args.learning_starts), str(args.steps), ENV_ID]
-      out = subprocess.run(cmd + extra, capture_output=True, text=True, check=True).stdout
+          [str(args.learning_starts), str(args.steps), ENV_ID, "cpu" if args.device.upper() == "CPU" else "cuda"]
+      out = subprocess.run(cmd + extra, capture_output=True, text=True, check=True,
+                           env={**os.environ, "DEV": args.device}).stdout
       runs[name].append(json.loads(out.strip().splitlines()[-1]))
       print(name, runs[name][-1], file=sys.stderr, flush=True)
   tiny = runs["tinydqn"]
-  print(f"\n{ENV_ID}, {args.steps} timed env steps after {args.learning_starts} random ones, {args.rounds} rounds\n")
-  print("| | env steps/s (median) | runs |\n|---|---:|---|")
+  print(f"\n{ENV_ID} on {args.device}, {args.steps} timed env steps after {args.learning_starts} random ones, "
+        f"{args.rounds} rounds\n")
+  print("| | env steps/s (median) | ms per gradient step (median) | runs |\n|---|---:|---:|---|")
   for name, rows in runs.items():
     if rows: print(f"| {name} | {statistics.median(r['sps'] for r in rows):.1f} | "
+                   f"{statistics.median(r['ms_per_update'] for r in rows):.1f} | "
                    f"{', '.join(format(r['sps'], '.1f') for r in rows)} |")
   if runs["sb3"]:
     print(f"\ntinydqn / SB3: {statistics.median(r['sps'] for r in tiny) / statistics.median(r['sps'] for r in runs['sb3']):.2f}")

@@ -17,6 +17,7 @@ import time
 
 
 def measure(devices: int, hidden: int, batch: int, steps: int) -> float:
+  os.environ.setdefault("DEV", "CPU")  # else tinygrad picks CL for these tensors where POCL is installed
   from tinygrad import Context, Device, Tensor, TinyJit, nn
   from tinygrad.nn.state import get_parameters
   names = tuple(f"CPU:{i}" for i in range(devices))

@@ -1,3 +1,9 @@
+import os
+
+# The suite runs on the CPU unless DEV names another device (CI runs it again with DEV=CL): set before tinygrad is
+# imported, so tensors a test makes without a device land where the agent's do, whatever runtimes are installed.
+os.environ.setdefault("DEV", "CPU")
+
 import numpy as np
 import pytest
 from tinygrad import Tensor
@@ -5,6 +11,16 @@ from tinygrad import Tensor
 from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.config import Config
+from tinydqn.devices import resolve_device
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+  """Tests marked cpu_only (host views, CPU levers) are skipped when DEV names another device."""
+  device = resolve_device()
+  if device == "CPU": return
+  skip = pytest.mark.skip(reason=f"CPU only (host views or CPU levers); this run is on {device}")
+  for item in items:
+    if item.get_closest_marker("cpu_only"): item.add_marker(skip)
 
 
 @pytest.fixture

@@ -66,6 +66,7 @@ def test_dueling_head_is_value_plus_centered_advantage(small_config):
   np.testing.assert_allclose(agent.q_values(obs), value + adv - adv.mean(1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.cpu_only
 def test_host_views_and_tinygrad_staging_train_identically(small_config):
   """The zero-copy CPU fast path is an optimisation only: same seeds give bit-identical weights."""
   results = []

@@ -38,6 +38,7 @@ def test_minatar_cnn_takes_channels_last_booleans_and_noisy_layers_in_order():
   assert net(Tensor(obs)).numpy().shape == (5, 3)
 
 
+@pytest.mark.cpu_only
 @pytest.mark.parametrize("heads", [dict(), dict(noisy=True, dueling=True, distributional=True, atoms=5),
                                    dict(noisy=True, dueling=True, quantiles=4)])
 def test_minatar_numpy_acting_equals_tinygrad_after_training(heads):

@@ -20,7 +20,7 @@ def trained_agent(config, **kw):
   return agent
 
 
-@pytest.mark.parametrize("host_views", [True, False])
+@pytest.mark.parametrize("host_views", [pytest.param(True, marks=pytest.mark.cpu_only), False])
 def test_round_trip_gives_identical_actions_through_captured_jit(tmp_path, small_config, host_views):
   source = trained_agent(small_config.replace(dueling=True), host_views=host_views)
   save_checkpoint(source, 123, (4,), np.dtype(np.float32), tmp_path / "ckpt")

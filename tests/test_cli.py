@@ -32,6 +32,7 @@ def trained_run(tmp_path_factory) -> Path:
   proc = tinydqn("train", "CartPole-v1", "--run-dir", str(run), "--seed", "3", *TINY)
   assert proc.returncode == 0, proc.stderr
   assert "Final greedy evaluation" in proc.stdout and str(run) in proc.stdout
+  assert f" on {os.environ['DEV'].split(':')[0].upper()}" in proc.stderr.splitlines()[0]  # the device, said at start
   return run
 
 
@@ -46,6 +47,8 @@ def test_train_writes_a_complete_run_directory(trained_run):
   assert evals[0].startswith("step,mean_return,std_return") and [row.split(",")[0] for row in evals[1:]] == ["150", "300"]
   assert (trained_run / "checkpoints" / "final.safetensors").exists()
   assert json.loads((trained_run / "summary.json").read_text())["final_eval"]["episodes"] == 2
+  device = os.environ["DEV"].split(":")[0].upper()  # the suite's device (conftest: the CPU unless DEV is set)
+  assert config["device"] == device and json.loads((trained_run / "summary.json").read_text())["device"] == device
 
 
 def test_eval_json(trained_run):

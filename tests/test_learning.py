@@ -20,6 +20,7 @@ def deterministic_rows(path):
   with open(path) as f: return [{k: v for k, v in row.items() if k not in WALL_CLOCK_COLUMNS} for row in csv.DictReader(f)]
 
 
+@pytest.mark.cpu_stage  # off the CPU, test_devices' interrupt/resume test compares two same-seed runs
 def test_same_seed_same_run(tmp_path):
   runs = [train(make_config("CartPole-v1", seed=7, **FAST), tmp_path / f"r{i}", progress=False) for i in range(2)]
   for name in ("metrics.csv", "eval.csv"):

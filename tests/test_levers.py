@@ -19,6 +19,7 @@ print(hashlib.sha256(weights).hexdigest(), result.final_eval.mean_return)
 """
 
 
+@pytest.mark.cpu_only  # HCQ2 is the CPU device's command queue
 @pytest.mark.parametrize("lever", ["HCQ2"])
 def test_lever_gives_bit_identical_training(tmp_path, lever):
   outputs = []

@@ -8,6 +8,8 @@ from tinydqn.errors import UserError
 from tinydqn.plot import align, bootstrap_ci, group_runs, iqm, plot_runs, read_curve
 from tinydqn.train import train
 
+pytestmark = pytest.mark.cpu_stage  # what these tests check does not depend on the device
+
 pytest.importorskip("matplotlib")
 CONFIG = make_config("CartPole-v1", total_timesteps=300, learning_starts=50, train_freq=4, gradient_steps=1,
                      batch_size=16, net_arch=(16,), eval_freq=100, eval_episodes=2, checkpoint_freq=0)

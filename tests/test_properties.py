@@ -9,6 +9,8 @@ from tinydqn.cli import main
 from tinydqn.config import Config
 from tinydqn.errors import UserError
 
+pytestmark = pytest.mark.cpu_stage  # what these tests check does not depend on the device
+
 FIELDS = [f.name for f in dataclasses.fields(Config)]
 ANY_VALUE = st.one_of(st.integers(-10**9, 10**9), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
                       st.text(max_size=8), st.none(), st.lists(st.integers(-5, 600), max_size=4).map(tuple))

@@ -188,7 +188,7 @@ def test_noisy_acting_draws_fresh_noise_and_numpy_equals_tinygrad(small_config):
   assert len({a.tobytes() for a in actions}) > 1
 
 
-@pytest.mark.parametrize("host_views", [True, False])
+@pytest.mark.parametrize("host_views", [pytest.param(True, marks=pytest.mark.cpu_only), False])
 def test_noisy_update_reads_the_staged_noise_every_call(small_config, host_views):
   """The jit must not freeze the noise drawn at capture: each step's loss matches an eager recomputation
   (with host views the jit reads the staged noise in place; without, it is copied in before each call)."""

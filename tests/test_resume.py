@@ -13,10 +13,11 @@ import pytest
 from tinygrad import Tensor
 
 from tinydqn.agent import DQNAgent
-from tinydqn.config import Config, make_config
+from tinydqn.config import make_config
 from tinydqn.errors import TrainingDiverged, UserError
 from tinydqn.logger import WALL_CLOCK_COLUMNS
-from tinydqn.train import resume, train
+from tinydqn.devices import resolve_device
+from tinydqn.train import read_run_config, resume, train
 
 CONFIG = make_config("CartPole-v1", seed=5, total_timesteps=4000, learning_starts=300, train_freq=4,
                 gradient_steps=1, batch_size=32, net_arch=(32,), target_update_interval=100, eval_freq=1000,
@@ -64,10 +65,12 @@ def reference(tmp_path_factory) -> Path:
   return train(CONFIG, tmp_path_factory.mktemp("ref") / "run", progress=False).run_dir
 
 
+@pytest.mark.cpu_stage
 def test_cli_flags_match_the_reference_config(reference, tmp_path):
   proc = cli("train", "--run-dir", str(tmp_path / "r"), *FLAGS, "--total-timesteps", "400")
   proc.wait(timeout=300)
-  assert Config.from_dict(json.loads((tmp_path / "r" / "config.json").read_text())) == CONFIG.replace(total_timesteps=400)
+  config, device = read_run_config(tmp_path / "r")
+  assert config == CONFIG.replace(total_timesteps=400) and device == resolve_device()
 
 
 def last_logged_step(run: Path) -> int:
@@ -84,6 +87,7 @@ def kill_at_step(proc: subprocess.Popen, run: Path, step: int) -> None:
   proc.wait()
 
 
+@pytest.mark.cpu_stage
 def test_killed_at_many_points_resumes_identically(reference, tmp_path):
   """Crashes inside snapshot writes (in the weights file, in the replay file, before the rename), then
   SIGKILLs at random steps, one after another on the same run; it must still equal the reference."""
@@ -105,6 +109,7 @@ def test_killed_at_many_points_resumes_identically(reference, tmp_path):
   assert_same_run(reference, run)
 
 
+@pytest.mark.cpu_stage
 def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   run = tmp_path / "run"
   cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "4"]).wait(timeout=300)  # dies in snapshot 4
@@ -126,6 +131,7 @@ def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   assert_same_run(reference, run)  # resumed from step 400: still exact
 
 
+@pytest.mark.cpu_stage
 def test_no_usable_snapshot_is_a_clear_error(tmp_path):
   run = tmp_path / "run"
   cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "2"]).wait(timeout=300)
@@ -136,6 +142,7 @@ def test_no_usable_snapshot_is_a_clear_error(tmp_path):
   assert proc.returncode == 2 and err.strip().splitlines()[-1].startswith("tinydqn: error: no usable snapshot")
 
 
+@pytest.mark.cpu_stage
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_writes_a_snapshot_and_exits_with_a_resume_hint(reference, tmp_path, sig, code):
   run = tmp_path / "run"
@@ -151,6 +158,7 @@ def test_signal_writes_a_snapshot_and_exits_with_a_resume_hint(reference, tmp_pa
   assert_same_run(reference, run)
 
 
+@pytest.mark.cpu_stage
 def test_only_damage_makes_a_snapshot_unusable(tmp_path, monkeypatch):
   import tinydqn.snapshot as snapshots
   (tmp_path / snapshots.snapshot_name(400)).mkdir()
@@ -159,6 +167,7 @@ def test_only_damage_makes_a_snapshot_unusable(tmp_path, monkeypatch):
   with pytest.raises(MemoryError): snapshots.load_latest_snapshot(tmp_path)  # not "damaged", not skipped
 
 
+@pytest.mark.cpu_stage
 def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
   with pytest.raises(UserError, match="not a run directory"): resume(tmp_path, progress=False)
   with pytest.raises(UserError, match="already finished"): resume(reference, progress=False)
@@ -167,6 +176,7 @@ def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
   assert proc.returncode == 2 and "--resume continues a run with its own config" in err
 
 
+@pytest.mark.cpu_stage
 def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch):
   calls = {"n": 0}
   original = DQNAgent.update
@@ -180,6 +190,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch
   assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.cpu_stage
 def test_envs_and_csv_files_are_closed_when_a_run_fails(tmp_path, monkeypatch):
   import tinydqn.train as training
   from tinydqn.logger import CsvLog
@@ -203,6 +214,7 @@ def test_envs_and_csv_files_are_closed_when_a_run_fails(tmp_path, monkeypatch):
   assert len(logs) == 2 and all(log._file.closed for log in logs)
 
 
+@pytest.mark.cpu_stage
 def test_snapshot_without_replay_still_resumes(tmp_path, monkeypatch):
   from tinydqn.buffers import ReplayBuffer
   config = CONFIG.replace(checkpoint_buffer=False, total_timesteps=1200)
@@ -228,7 +240,7 @@ def test_tinygrad_rng_state_round_trips():
   expected = Tensor.rand(5).numpy()
   Tensor.manual_seed(99)
   Tensor.rand(7).realize()
-  restore_tinygrad_rng(saved)
+  restore_tinygrad_rng(saved, resolve_device())
   np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)
 
 

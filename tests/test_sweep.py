@@ -9,6 +9,8 @@ import tinydqn.train as train_module
 from tinydqn.cli import main
 from tinydqn.sweep import CONFIG_FIELDS, SPEC_FIELDS, load_spec, make_trials, parse_seeds
 
+pytestmark = pytest.mark.cpu_stage  # what these tests check does not depend on the device
+
 TINY = """env_id = "CartPole-v1"
 seeds = [0, 1]
 [config]

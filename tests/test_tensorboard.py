@@ -12,6 +12,8 @@ import tinydqn.train as train_module  # noqa: E402
 from tinydqn.config import make_config  # noqa: E402
 from tinydqn.train import resume, train  # noqa: E402
 
+pytestmark = pytest.mark.cpu_stage  # what these tests check does not depend on the device
+
 CONFIG = make_config("CartPole-v1", seed=2, total_timesteps=300, learning_starts=50, train_freq=4, gradient_steps=1,
                      batch_size=16, net_arch=(16,), eval_freq=150, eval_episodes=2, checkpoint_freq=100)
 

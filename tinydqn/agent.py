@@ -5,13 +5,14 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
-from tinygrad import Context, Device, Tensor, TinyJit
+from tinygrad import Context, Tensor, TinyJit
 from tinygrad.nn.optim import Adam, Optimizer
 from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
 from tinydqn import wide_kernels
+from tinydqn.devices import default_device, resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.heads import build_head
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
@@ -73,15 +74,16 @@ class DQNAgent:
 
   def __init__(self, config: Config, obs_shape: tuple[int, ...], obs_dtype: np.dtype, n_actions: int,
                device: str | None = None, host_views: bool | None = None):
-    """`host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
+    """`device`: a tinygrad device name; default the CPU, or tinygrad's DEV when set (`resolve_device`).
+    `host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
     the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
-    self.device = Device.canonicalize(device)
+    self.device = resolve_device(device)
     if self.device.split(":")[0] == "CPU" and wide_kernels_wanted(): wide_kernels.install()
     def network() -> QNetwork:
       torso = build_torso(config, obs_shape)
       return QNetwork(torso, build_head(config, torso.features, n_actions, noisy_sigma0(config)))
-    with Context(DEV=self.device):
+    with Context(**default_device(self.device)):
       self.online, self.target = network(), network()
       self.head = self.online.head  # its loss and Q-value reduction are the only per-variant code of the update
       Tensor.realize(*self.online.parameters(), *self.target.parameters())
@@ -103,7 +105,7 @@ class DQNAgent:
       def step_inputs() -> list[np.ndarray]:
         return [*(getattr(host, name).copy() for name in BATCH_FIELDS), *_flat(empty_noise(self._noise_shapes))]
       staged = [step_inputs() for _ in range(self.fuse)]
-      self._inputs = [[Tensor(a, device=self.device).contiguous().realize() for a in step] for step in staged]
+      self._inputs = [[to_device(a, self.device).contiguous().realize() for a in step] for step in staged]
       Tensor.realize(*self._optimizer_state().values())
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
@@ -117,7 +119,7 @@ class DQNAgent:
     self._update_fused = TinyJit(self._fused_steps) if self.fuse > 1 else None
     self._step_inputs = dict(zip(self._input_names, self._inputs[0]))  # the single step's arguments
     self._fused_inputs = {f"{k}.{name}": t for k, step in enumerate(self._inputs) for name, t in zip(self._input_names, step)}
-    self._sync = TinyJit(lambda: self._copy_online_to_target(config.tau))
+    self._sync = TinyJit(self._sync_step)
     self._numpy_q = NumpyQ(self.online) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
     self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
@@ -130,7 +132,9 @@ class DQNAgent:
     batch = Batch(**{name: inputs[name] for name in BATCH_FIELDS})
     noise = _pairs([inputs[name] for name in self._input_names[len(BATCH_FIELDS):]])
     online_noise, target_noise = (noise[:len(noise) // 2], noise[len(noise) // 2:]) if noise else (None, None)
-    with Context(TRAINING=1):
+    # DEV: any tensor made here without a device (a constant, an optimizer temporary) lands on the agent's, not on
+    # tinygrad's own pick. Only the capturing calls run this body; replays cost nothing extra.
+    with Context(TRAINING=1, **default_device(self.device)):
       self.optimizer.zero_grad()
       out, next_target = self.online(batch.obs, online_noise), self.target(batch.next_obs, target_noise)
       next_online = self.online(batch.next_obs, online_noise) if cfg.double_q else None
@@ -195,10 +199,12 @@ class DQNAgent:
     return stats
 
   def _stage(self, inputs: list[list[Tensor]], host: list[list[np.ndarray]]) -> None:
-    """Without host views, copy the staged numpy arrays into the jit's input tensors."""
+    """Without host views, copy the staged numpy arrays into the jit's input tensors. Through `to_device`: the
+    sampler rewrites these arrays for the next call while an asynchronous backend (CL) may not have read them yet,
+    so tinygrad must get copies (issue 17: fused bursts trained on later minibatches)."""
     if self._zero_copy: return
     for ts, arrays in zip(inputs, host):
-      for t, a in zip(ts, arrays): t.assign(Tensor(a, device=self.device))
+      for t, a in zip(ts, arrays): t.assign(to_device(a, self.device))
     Tensor.realize(*(t for ts in inputs for t in ts))
 
   def _settle(self) -> None:
@@ -215,6 +221,9 @@ class DQNAgent:
     pairs = zip(self.target.parameters(), self.online.parameters())
     Tensor.realize(*[t.assign(o.contiguous() if tau == 1.0 else tau * o + (1.0 - tau) * t) for t, o in pairs])
 
+  def _sync_step(self) -> None:
+    with Context(**default_device(self.device)): self._copy_online_to_target(self.config.tau)
+
   def sync_target(self) -> None:
     """θ⁻ ← τ·θ + (1 − τ)·θ⁻ (a hard copy for τ = 1)."""
     self._sync()
@@ -229,13 +238,14 @@ class DQNAgent:
     names = ["obs", *noise_names(len(noise or []))]
     if key not in self._jit_q:
       arrays = [np.zeros_like(obs), *_flat(noise or [])]
-      staged = [Tensor(a, device=self.device).contiguous().realize() for a in arrays]
+      staged = [to_device(a, self.device).contiguous().realize() for a in arrays]
       def forward(obs: Tensor, **flat: Tensor) -> Tensor:
-        layer_noise = _pairs([flat[name] for name in names[1:]]) if flat else None
-        return self.head.q_values(self.online(obs, layer_noise)).realize()
+        with Context(**default_device(self.device)):
+          layer_noise = _pairs([flat[name] for name in names[1:]]) if flat else None
+          return self.head.q_values(self.online(obs, layer_noise)).realize()
       self._jit_q[key] = (staged, TinyJit(forward))
     staged, forward = self._jit_q[key]
-    for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(Tensor(a, device=self.device))
+    for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(to_device(a, self.device))
     Tensor.realize(*staged)
     return forward(**dict(zip(names, staged))).numpy()
 
@@ -270,6 +280,6 @@ class DQNAgent:
     for name, t in own.items():
       if tuple(arrays[name].shape) != t.shape:
         raise ValueError(f"{name}: shape {tuple(arrays[name].shape)} does not match the agent's {t.shape}")
-      t.assign(Tensor(np.ascontiguousarray(arrays[name]), device=self.device).cast(t.dtype))
+      t.assign(to_device(arrays[name], self.device).cast(t.dtype))
     Tensor.realize(*own.values())
     self._settle()

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 import tomllib
 import typing
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("--force", action="store_true", help="overwrite the run already in --run-dir")
   train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its newest snapshot "
                                                           "(takes no ENV_ID, preset or config flags)")
-  train.add_argument("--device", help="tinygrad device, e.g. CPU, CUDA, AMD, METAL [default: tinygrad's]")
+  train.add_argument("--device", help="tinygrad device, e.g. CPU, CUDA, NV, AMD, METAL, CL [default: CPU, or $DEV when set]")
   train.add_argument("--quiet", action="store_true", help="no progress line")
   train.add_argument("--fast", action="store_true",
                      help="also search kernels with tinygrad's BEAM=2, which then tiles every kernel itself: the first "
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--episodes", type=int, default=None, help="[default: the run's eval_episodes]")
   ev.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
   ev.add_argument("--json", action="store_true", help="print one JSON object")
-  ev.add_argument("--device", help="tinygrad device [default: tinygrad's]")
+  ev.add_argument("--device", help="tinygrad device [default: CPU, or $DEV when set]")
 
   sub.add_parser("presets", help="list the shipped presets", description="List the shipped presets.")
 
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("--episodes", type=int, default=1, help="[default: 1]")
   rec.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
   rec.add_argument("--fps", type=float, default=None, help="[default: the env's render_fps]")
-  rec.add_argument("--device", help="tinygrad device [default: tinygrad's]")
+  rec.add_argument("--device", help="tinygrad device [default: CPU, or $DEV when set]")
 
   sw = sub.add_parser("sweep", help="run seeds and a grid of configs as Ray tasks (needs the ray extra)",
                       description="Run every (grid combination, seed) as a Ray task; run it again to skip finished "
@@ -126,14 +127,14 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Nam
   return args
 
 
-def _check_device(device: str | None) -> str | None:
-  if device is None: return None
-  from tinygrad import Device
+def _check_device(device: str | None) -> str:
+  """The device to use (`--device`, else DEV, else the CPU), checked by a small computation: one line and exit
+  code 2 if it cannot run here."""
   try:
-    Device[Device.canonicalize(device)]
-  except Exception as e:
-    raise UserError(f"device {device!r} is not usable here: {str(e).strip().splitlines()[0] if str(e) else type(e).__name__}") from None
-  return device
+    from tinydqn.devices import check_device  # imports tinygrad: only once the arguments are known to be good
+  except RuntimeError as e:  # tinygrad reads DEV when imported, and refuses one it cannot parse
+    raise UserError(f"DEV={os.environ.get('DEV', '')!r} is not a tinygrad device: {e}") from None
+  return check_device(device)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,20 +151,22 @@ def cmd_train(args: argparse.Namespace) -> int:
       raise UserError("--resume continues a run with its own config: pass no ENV_ID, --preset, --run-dir, "
                       "--force or config flags with it")
     from tinydqn.train import resume
-    print(f"tinydqn: resuming {args.resume}", file=sys.stderr)
-    return _report(resume(args.resume, progress=not args.quiet, device=_check_device(args.device)))
+    device = _check_device(args.device)
+    print(f"tinydqn: resuming {args.resume} on {device}", file=sys.stderr)
+    return _report(resume(args.resume, progress=not args.quiet, device=device))
   config = make_config(args.env_id or "CartPole-v1", args.preset, **overrides)
   device = _check_device(args.device)
   from tinydqn.train import train  # imported late: tinygrad start-up is not needed for --help or bad flags
   preset = " + ".join(presets_for(config.env_id, args.preset))
   print(f"tinydqn: training DQN on {config.env_id} (preset: {preset or 'none'}, seed {config.seed}, "
-        f"{config.total_timesteps} steps)", file=sys.stderr)
+        f"{config.total_timesteps} steps) on {device}", file=sys.stderr)
   return _report(train(config, run_dir=args.run_dir, force=args.force, progress=not args.quiet, device=device))
 
 
 def _report(result) -> int:
   ev = result.final_eval
-  print(f"\nDone: {result.steps} env steps in {result.seconds:.1f} s ({result.steps_per_second:.0f} steps/s)")
+  print(f"\nDone: {result.steps} env steps on {result.agent.device} in {result.seconds:.1f} s "
+        f"({result.steps_per_second:.0f} steps/s)")
   print(f"Final greedy evaluation ({len(ev.returns)} episodes): mean return {ev.mean_return:.1f} ± {ev.std_return:.1f}")
   print(f"Run directory: {result.run_dir}  (config.json, metrics.csv, eval.csv, summary.json, checkpoints/)")
   print(f"Evaluate again: tinydqn eval {result.run_dir}")
@@ -173,8 +176,9 @@ def _report(result) -> int:
 def _load_agent(path: str, device: str | None):
   """The checkpoint at `path` (a run directory or checkpoint file) and an agent holding its weights."""
   from tinydqn.checkpoint import load_checkpoint
+  device = _check_device(device)
   ckpt = load_checkpoint(path)
-  return ckpt, ckpt.make_agent(_check_device(device))
+  return ckpt, ckpt.make_agent(device)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

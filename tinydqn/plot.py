@@ -19,8 +19,9 @@ from tinydqn.errors import UserError, import_extra
 METRICS = {"eval": ("eval.csv", "mean_return", "greedy evaluation return"),
            "train": ("metrics.csv", "episodic_return", "episodic return (training episodes)")}
 X_AXES = {"steps": ("step", "environment steps"), "time": ("time_s", "wall-clock seconds")}
-# Config fields that say which run this is rather than what is learned: runs differing only here are seeds of one config.
-RUN_SPECIFIC = {"seed", "checkpoint_freq", "keep_checkpoints", "checkpoint_buffer"}
+# config.json keys that say which run this is (or where it ran) rather than what is learned: runs differing only
+# here are seeds of one config.
+RUN_SPECIFIC = {"seed", "checkpoint_freq", "keep_checkpoints", "checkpoint_buffer", "device"}
 
 
 def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:

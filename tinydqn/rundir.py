@@ -30,11 +30,13 @@ def check_run_dir(path: Path, force: bool) -> None:
 
 def check_same_config(path: Path, config: Config) -> None:
   """Refuses a run directory whose saved config differs from `config`: a kept run of other settings must not be
-  continued or reported as this one. A directory without config.json passes."""
+  continued or reported as this one. A directory without config.json passes. The device it names is not compared:
+  it is where the run ran, not what it learns with."""
   saved = path / "config.json"
   if not saved.exists(): return
   # Fields added since the run was saved take their defaults (the values the run was trained with).
   old, new = {**type(config)().to_dict(), **json.loads(saved.read_text())}, config.to_dict()
+  old.pop("device", None)
   if old != new:
     diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
     raise UserError(f"{path} holds a run with another config ({diff}); use another output folder")

@@ -28,6 +28,7 @@ from tinygrad.nn.state import safe_load
 from tinydqn.agent import DQNAgent
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.checkpoint import check_format, save_checkpoint
+from tinydqn.devices import to_device
 from tinydqn.errors import UserError
 
 FORMAT_VERSION = 1
@@ -126,11 +127,15 @@ def tinygrad_rng_state() -> dict[str, Any]:
                                             for d, c in Tensor._device_rng_counters.items()}}
 
 
-def restore_tinygrad_rng(state: dict[str, Any]) -> None:
+def restore_tinygrad_rng(state: dict[str, Any], device: str) -> None:
+  """Restores tinygrad's seed, and the draw state of `device` (the one the resumed run uses) if the snapshot has
+  it. States of other devices are left out: that device may not exist where the run resumes (a CL run continued on
+  the CPU), and recreating its tensors there would fail."""
   Tensor.manual_seed(state["seed"])
-  for device, (seed, counter) in state["devices"].items():
-    Tensor._device_seeds[device] = Tensor(seed, device=device, dtype=dtypes.uint32).realize()
-    Tensor._device_rng_counters[device] = Tensor(counter, device=device, dtype=dtypes.uint32).realize()
+  if device in state["devices"]:
+    seed, counter = state["devices"][device]
+    Tensor._device_seeds[device] = to_device(seed, device).cast(dtypes.uint32).realize()
+    Tensor._device_rng_counters[device] = to_device(counter, device).cast(dtypes.uint32).realize()
 
 
 def _sha256(path: Path) -> str:

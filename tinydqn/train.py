@@ -5,6 +5,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from tinydqn.atari import clip_rewards, life_loss_terminals, stacks_frames
 from tinydqn.buffers import ReplayBuffer
 from tinydqn.checkpoint import save_checkpoint
 from tinydqn.config import Config
+from tinydqn.devices import resolve_device
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
@@ -97,29 +99,47 @@ def ready_to_learn(config: Config, step: int, memory: ReplayBuffer) -> bool:
 def train(config: Config, run_dir: str | Path | None = None, force: bool = False, progress: bool = True,
           device: str | None = None) -> TrainResult:
   """Trains a DQN agent as `config` says, writing config.json, metrics.csv, eval.csv, summary.json,
-  checkpoints/final.* and periodic snapshots to `run_dir` (default: a new folder under runs/)."""
+  checkpoints/final.* and periodic snapshots to `run_dir` (default: a new folder under runs/). `device`: a
+  tinygrad device; default the CPU, or tinygrad's DEV when set. config.json names the device the run started on,
+  summary.json the one it finished on (`device` is not a config field: the same config gives the same rows on the
+  same device)."""
+  device = resolve_device(device)
   run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id, config.seed)
   check_run_dir(run_dir, force)
   make_env(config.env_id, sticky_actions=config.sticky_actions).close()  # fails here, before anything is written
   prepare_run_dir(run_dir, force)
-  (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+  (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), "device": device}, indent=2))
   return _run(config, run_dir, progress, device, snapshot=None)
 
 
-def resume(run_dir: str | Path, progress: bool = True, device: str | None = None) -> TrainResult:
-  """Continues the run in `run_dir` from its newest usable snapshot. With the replay memory in the snapshot
-  (the default) the result is the run that was never interrupted, row for row and bit for bit."""
-  run_dir = Path(run_dir)
+def read_run_config(run_dir: Path) -> tuple[Config, str | None]:
+  """A run directory's config and the device it trained on (None for runs saved before the device was stored)."""
   if not (run_dir / "config.json").is_file(): raise UserError(f"{run_dir} is not a run directory (no config.json)")
   try:
-    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-  except (ValueError, TypeError) as e:
+    values = json.loads((run_dir / "config.json").read_text())
+    device = values.pop("device", None)
+    return Config.from_dict(values), device
+  except (ValueError, TypeError, AttributeError) as e:
     raise UserError(f"cannot read {run_dir / 'config.json'}: {e}") from None
+
+
+def resume(run_dir: str | Path, progress: bool = True, device: str | None = None) -> TrainResult:
+  """Continues the run in `run_dir` from its newest usable snapshot, on `device` (default: the CPU, or
+  tinygrad's DEV when set, as for `train`). With the replay memory in the snapshot (the default) and the same
+  device, the result is the run that was never interrupted, row for row and bit for bit; on another device it
+  continues with that device's rounding (a warning says so)."""
+  run_dir = Path(run_dir)
+  config, trained_on = read_run_config(run_dir)
   if (run_dir / "summary.json").exists(): raise UserError(f"the run in {run_dir} has already finished")
-  return _run(config, run_dir, progress, device, snapshot=load_latest_snapshot(run_dir / "checkpoints"))
+  device = resolve_device(device)
+  snapshot = load_latest_snapshot(run_dir / "checkpoints")
+  if trained_on is not None and trained_on != device:
+    print(f"tinydqn: warning: {run_dir} trained on {trained_on} and continues on {device}: later rows will differ from "
+          f"an uninterrupted run's in rounding (summary.json will name {device})", file=sys.stderr)
+  return _run(config, run_dir, progress, device, snapshot=snapshot)
 
 
-def _run(config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None) -> TrainResult:
+def _run(config: Config, run_dir: Path, progress: bool, device: str, snapshot: Snapshot | None) -> TrainResult:
   """Algorithm 1, step by step; `_Run` holds what the steps share and says how each is done."""
   # Environments (ALE instances) and CSV files are closed however the run ends: finished, diverged, interrupted.
   with contextlib.ExitStack() as resources:
@@ -150,7 +170,7 @@ class _Run:
   """What the steps of `_run` share: the agent, the replay memory, the environments, the random generator, the
   loop state and the logs, and how each step is done."""
 
-  def __init__(self, config: Config, run_dir: Path, progress: bool, device: str | None, snapshot: Snapshot | None,
+  def __init__(self, config: Config, run_dir: Path, progress: bool, device: str, snapshot: Snapshot | None,
                resources: contextlib.ExitStack):
     self.config, self.run_dir = config, run_dir
     self.eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
@@ -176,7 +196,7 @@ class _Run:
       self.agent.load_state_dict(snapshot.agent)
       if snapshot.replay is not None: self.memory.load_state_dict(snapshot.replay)
       self.rng.bit_generator.state = snapshot.state["rng"]
-      restore_tinygrad_rng(snapshot.state["tinygrad_rng"])
+      restore_tinygrad_rng(snapshot.state["tinygrad_rng"], self.agent.device)
       self.envs, self.state = snapshot.state["envs"], LoopState(**snapshot.state["loop"])
     resources.callback(self.envs.close)
     resume_step = None if snapshot is None else self.state.step
@@ -262,7 +282,7 @@ class _Run:
     self.bar.close()
     self.tb.close()
     save_checkpoint(self.agent, state.step, self.obs_shape, self.obs_dtype, self.run_dir / "checkpoints" / "final")
-    summary = {"env_id": self.config.env_id, "seed": self.config.seed, "total_timesteps": state.step,
+    summary = {"env_id": self.config.env_id, "seed": self.config.seed, "device": self.agent.device, "total_timesteps": state.step,
                "episodes": state.episode, "seconds": seconds, "eval_seconds": state.eval_seconds,
                "steps_per_second": state.step / seconds, "final_eval": final_eval.to_dict()}
     (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
