@@ -2,9 +2,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.cpu_stage  # reads files: nothing here depends on the device
 def test_readme_names_every_module():
   readme = (ROOT / "README.md").read_text()
   built = readme[readme.index("## How it is built"):readme.index("## Results")]

@@ -70,6 +70,7 @@ def test_prioritized_replay_weights_the_quantile_loss(small_config):
   assert loss == pytest.approx((b.weights * per_sample).mean(), rel=1e-4)
 
 
+@pytest.mark.cpu_only  # numpy acting reads host views of the weights: the CPU's alone
 def test_numpy_acting_equals_tinygrad_acting(small_config):
   config = small_config.replace(quantiles=6, dueling=True, noisy=True)
   agent, tinygrad_only = make_agent(config), make_agent(config, host_views=False)
