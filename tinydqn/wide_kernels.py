@@ -161,21 +161,17 @@ def _elementwise_tile(k, lanes: int):
   """One vector per iteration along the output's unit-stride axis for kernels without a reduction (stock: 4 lanes),
   or None."""
   from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
+  from tinygrad.dtype import dtypes
   from tinygrad.uop.ops import Ops
   if any(u.op is Ops.REDUCE for u in k.ast.backward_slice): return None
   stores = [u.src[0] for u in k.ast.backward_slice if u.op is Ops.STORE]
-  if len(stores) != 1 or stores[0].src[0].dtype != _float32(): return None
+  if len(stores) != 1 or stores[0].src[0].dtype != dtypes.float32: return None
   unit = [a for a in k.upcastable_dims if _stride(stores[0].src[1].get_idx(), k.rngs[a]) == 1 and k.full_shape[a] % lanes == 0]
   if not unit: return None
   tiled = k.copy()
   try: tiled.apply_opt(Opt(OptOps.UPCAST, unit[0], lanes))
   except KernelOptError: return None
   return tiled
-
-
-def _float32():
-  from tinygrad.dtype import dtypes
-  return dtypes.float32
 
 
 _installed: bool | None = None
