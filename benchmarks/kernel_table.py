@@ -24,6 +24,7 @@ SHAPES = {  # name: (hidden layers, batch, Double DQN); CartPole: 4 inputs, 2 ac
   "zoo": ((256, 256), 64, False),
   "cleanrl": ((120, 84), 128, False),
   "cartpole-preset": ((256, 256), 128, True),
+  "small": ((64, 64), 64, True),
 }
 KERNEL_LINE = re.compile(r"\*\*\* CPU\s+\d+\s+(\S+).*?tm\s+([\d.]+)(us|ms)/.*?\(\s*([\d.]+) GFLOPS")
 

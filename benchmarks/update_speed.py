@@ -27,6 +27,8 @@ SUITES = {  # name: (preset, {shape or variant: config overrides})
     "[256,256] B64 double": dict(net_arch=(256, 256), batch_size=64, double_q=True),
     # bursts of gradient steps (the zoo runs 128 per burst) fused into one jitted call, 16 at a time
     "zoo [256,256] B64, 16 per call": dict(net_arch=(256, 256), batch_size=64, gradient_steps=128),
+    "small [64,64] B64 double": dict(net_arch=(64, 64), batch_size=64, double_q=True),
+    "small [64,64] B64 double, 16 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True, gradient_steps=16),
     "CartPole preset [256,256] B128 double, 16 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True,
                                                                loss="mse", gradient_steps=128),
   }),

@@ -161,13 +161,35 @@ def test_epsilon_greedy(small_config):
 
 
 def test_jit_inputs_are_named_after_the_minibatch_fields_and_noise(small_config):
-  """The jitted step finds each array by name: a field added to Batch cannot shift the others' positions."""
+  """The jitted step finds each staged array by name: a field added to Batch cannot shift the others' positions.
+  The jits take no arguments (the staged tensors are fixed buffers, like the weights), so what the body reads
+  is the name -> tensor maps; each name must stage its own buffer, the one the sampler writes through."""
   import dataclasses
   from tinydqn.buffers import Batch
   agent = make_agent(small_config.replace(noisy=True, gradient_steps=2, fused_updates=2))
   step(agent, np.random.default_rng(0), filled_buffer(), n=3)  # run, capture, replay
   fields = [f.name for f in dataclasses.fields(Batch)]
   noise = [f"noise{i}_{end}" for i in range(6) for end in ("in", "out")]  # 3 noisy layers, online and target
-  assert sorted(agent._update.captured.expected_names) == sorted(fields + noise)
-  agent.updates(6, lambda batch: filled_buffer().sample_into(batch, np.random.default_rng(1)))
-  assert sorted(agent._update_fused.captured.expected_names) == sorted(f"{k}.{n}" for k in range(2) for n in fields + noise)
+  assert sorted(agent._step_inputs) == sorted(fields + noise)
+  assert sorted(agent._fused_inputs) == sorted(f"{k}.{n}" for k in range(2) for n in fields + noise)
+  buffers = [t.uop.base.realized for t in agent._fused_inputs.values()]
+  assert len({id(b) for b in buffers}) == len(buffers)  # no two names share a buffer
+  if agent._zero_copy:  # the sampler's numpy arrays are views of the tensors of the same name
+    from tinydqn.networks import cpu_view
+    for k, batch in enumerate(agent.batches):
+      for name in fields: assert np.shares_memory(getattr(batch, name), cpu_view(agent._fused_inputs[f"{k}.{name}"]))
+
+
+def test_captured_step_trains_on_the_minibatch_staged_for_each_call(small_config):
+  """The jit reads the staged buffers' current contents on every replay, not the minibatch seen at capture:
+  each call's reported mean Q(φ, a) is that of the minibatch staged for it. (Fused bursts: test_fused_updates.py
+  shows they compute what these single steps compute.)"""
+  agent = make_agent(small_config)
+  rng, buf = np.random.default_rng(0), filled_buffer()
+  for _ in range(3): agent.updates(1, lambda batch: buf.sample_into(batch, rng))  # capture, then replay
+  for scale in (3.0, 5.0, 7.0):
+    buf.sample_into(agent.batch, rng)
+    agent.batch.obs[:] = rng.normal(scale=scale, size=agent.batch.obs.shape)  # unlike anything the buffer holds
+    q = agent.q_values(agent.batch.obs)
+    expected = q[np.arange(len(q)), agent.batch.actions.astype(int)].mean()
+    assert agent.update().numpy()[1] == pytest.approx(expected, rel=1e-4, abs=1e-5)

@@ -115,10 +115,14 @@ class DQNAgent:
     self.noises = [_pairs(step[n_batch:]) for step in self._host]
     self.batch, self.noise = self.batches[0], self.noises[0]  # what `update` trains on
     self._act_noise = empty_noise(self._online_noise_shapes)
-    self._update = TinyJit(self._update_step)
-    self._update_fused = TinyJit(self._fused_steps) if self.fuse > 1 else None
     self._step_inputs = dict(zip(self._input_names, self._inputs[0]))  # the single step's arguments
     self._fused_inputs = {f"{k}.{name}": t for k, step in enumerate(self._inputs) for name, t in zip(self._input_names, step)}
+    # The staged tensors are not passed to the jits as arguments: like the weights, they are fixed buffers that
+    # change only in place, so the captured kernels read their current contents. Passing them would make tinygrad
+    # re-derive every argument's view on every call, which cost more than the kernels of a small network's step
+    # (BENCHMARKS.md, "Jit call overhead"). The bodies still look each one up by name.
+    self._update = TinyJit(lambda: self._update_step(**self._step_inputs))
+    self._update_fused = TinyJit(lambda: self._fused_steps(**self._fused_inputs)) if self.fuse > 1 else None
     self._sync = TinyJit(self._sync_step)
     self._numpy_q = NumpyQ(self.online) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
@@ -176,7 +180,7 @@ class DQNAgent:
     with host views a view of the jit's output buffer, valid until the next step."""
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     self._stage(self._inputs[:1], self._host[:1])
-    stats, priorities = self._update(**self._step_inputs)
+    stats, priorities = self._update()
     self._settle()
     self.last_priorities = cpu_view(priorities) if self._zero_copy else priorities.numpy()
     return stats
@@ -191,7 +195,7 @@ class DQNAgent:
         sample(batch)
         if rng is not None and noise: factorized_noise(rng, self._noise_shapes, noise)
       self._stage(self._inputs, self._host)
-      stats, *_ = self._update_fused(**self._fused_inputs)
+      stats, *_ = self._update_fused()
       self._settle()
     for _ in range(count - fused_calls * self.fuse):
       sample(self.batch)
