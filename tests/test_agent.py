@@ -35,6 +35,27 @@ def test_target_starts_as_a_copy_and_sync_copies_rather_than_aliases(small_confi
     assert not np.array_equal(o, t)
 
 
+def test_hard_sync_is_skipped_only_while_the_online_net_is_unchanged(small_config):
+  """A copy of θ onto an equal θ⁻ is skipped; after a gradient step, or a load that may leave θ⁻ behind θ, it runs."""
+  agent = make_agent(small_config)
+  copies = []
+  sync = agent._sync
+  agent._sync = lambda: (copies.append(1), sync())
+  rng, buf = np.random.default_rng(0), filled_buffer()
+  agent.sync_target()
+  assert not copies  # θ⁻ starts as a copy
+  step(agent, rng, buf)
+  agent.sync_target()
+  agent.sync_target()
+  assert len(copies) == 1
+  state = {k: v.numpy() for k, v in agent.state_dict().items()}
+  state = {k: v + 1 if k.startswith("target.") else v for k, v in state.items()}  # θ⁻ ≠ θ, as between syncs
+  agent.load_state_dict(state)
+  agent.sync_target()
+  assert len(copies) == 2
+  for o, t in zip(params_numpy(agent.online), params_numpy(agent.target)): np.testing.assert_array_equal(o, t)
+
+
 def test_polyak_update(small_config):
   agent = make_agent(small_config.replace(tau=0.1))
   step(agent, np.random.default_rng(0), filled_buffer(), n=2)

@@ -88,6 +88,7 @@ class DQNAgent:
       self.head = self.online.head  # its loss and Q-value reduction are the only per-variant code of the update
       Tensor.realize(*self.online.parameters(), *self.target.parameters())
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
+      self._target_is_copy = True  # θ⁻ == θ: a hard sync now would copy equal values (skipped; see sync_target)
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
       # fused: the optimizer keeps its state for all parameters in one buffer (8 fewer kernels per update)
       self.optimizer = Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=True) if config.optimizer == "adam" else \
@@ -181,6 +182,7 @@ class DQNAgent:
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     self._stage(self._inputs[:1], self._host[:1])
     stats, priorities = self._update()
+    self._target_is_copy = False
     self._settle()
     self.last_priorities = cpu_view(priorities) if self._zero_copy else priorities.numpy()
     return stats
@@ -196,6 +198,7 @@ class DQNAgent:
         if rng is not None and noise: factorized_noise(rng, self._noise_shapes, noise)
       self._stage(self._inputs, self._host)
       stats, *_ = self._update_fused()
+      self._target_is_copy = False
       self._settle()
     for _ in range(count - fused_calls * self.fuse):
       sample(self.batch)
@@ -229,9 +232,13 @@ class DQNAgent:
     with Context(**default_device(self.device)): self._copy_online_to_target(self.config.tau)
 
   def sync_target(self) -> None:
-    """θ⁻ ← τ·θ + (1 − τ)·θ⁻ (a hard copy for τ = 1)."""
+    """θ⁻ ← τ·θ + (1 − τ)·θ⁻ (a hard copy for τ = 1). A hard copy is skipped while θ has not changed since the
+    last one: the zoo's schedule syncs every 10 env steps but trains every 256, so most copies would change nothing."""
+    hard = self.config.tau == 1.0
+    if hard and self._target_is_copy: return
     self._sync()
     self._settle()
+    self._target_is_copy = hard
 
   # ---- acting ----
   def q_values(self, obs: np.ndarray, noise: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
@@ -287,3 +294,4 @@ class DQNAgent:
       t.assign(to_device(arrays[name], self.device).cast(t.dtype))
     Tensor.realize(*own.values())
     self._settle()
+    self._target_is_copy = False  # the loaded θ⁻ may lag θ (a snapshot between syncs)
