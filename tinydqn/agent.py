@@ -116,7 +116,7 @@ class DQNAgent:
     self.noises = [_pairs(step[n_batch:]) for step in self._host]
     self.batch, self.noise = self.batches[0], self.noises[0]  # what `update` trains on
     self._act_noise = empty_noise(self._online_noise_shapes)
-    self._step_inputs = dict(zip(self._input_names, self._inputs[0]))  # the single step's arguments
+    self._step_inputs = dict(zip(self._input_names, self._inputs[0]))  # what the single step reads, by name
     self._fused_inputs = {f"{k}.{name}": t for k, step in enumerate(self._inputs) for name, t in zip(self._input_names, step)}
     # The staged tensors are not passed to the jits as arguments: like the weights, they are fixed buffers that
     # change only in place, so the captured kernels read their current contents. Passing them would make tinygrad
