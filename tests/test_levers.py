@@ -32,6 +32,35 @@ def test_lever_gives_bit_identical_training(tmp_path, lever):
   assert outputs[0] == outputs[1]
 
 
+COUNT_BUILT = """
+from tinygrad import Device
+Device["CPU"]  # opening it builds the device's own runtime programs (with HCQ2), outside the program cache
+import tinygrad.codegen as codegen
+built, stock_build = [], codegen.do_to_program
+def counted(ast, renderer):
+  built.append(ast.key)
+  return stock_build(ast, renderer)
+codegen.do_to_program = counted
+"""
+
+
+@pytest.mark.cpu_only  # only the CPU device's programs are kept on disk
+def test_programs_kept_on_disk_are_read_back_by_the_next_process_with_identical_training(tmp_path):
+  """A second process with the same disk cache builds no kernel again and trains bit-identically; with
+  TINYDQN_PROGRAM_CACHE=0 it builds them all again, with the same result."""
+  script = "import sys\n" + COUNT_BUILT + RUN + "print(len(built))\n"
+  env = {**os.environ, "CACHEDB": str(tmp_path / "cache.db"), "PARALLEL": "0"}  # PARALLEL=0: built in this process
+  outputs = []
+  for run, cache in enumerate(("1", "1", "0")):
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"run{run}")], capture_output=True, text=True,
+                          env={**env, "TINYDQN_PROGRAM_CACHE": cache}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    outputs.append(proc.stdout.strip().splitlines()[-2:])
+  (cold, built_cold), (warm, built_warm), (off, built_off) = outputs
+  assert int(built_cold) > 10 and int(built_warm) == 0 and int(built_off) == int(built_cold)
+  assert cold == warm == off
+
+
 LEVERS_SET = """
 import os, sys
 from tinydqn.fast import use_fast_kernels
