@@ -11,7 +11,7 @@ from tinygrad.nn.state import get_state_dict
 
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
-from tinydqn import wide_kernels
+from tinydqn import program_cache, wide_kernels
 from tinydqn.devices import default_device, resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.heads import build_head
@@ -63,6 +63,16 @@ class RMSprop(Optimizer):
     return updates, self.mean_sq + self.mean + self.velocity
 
 
+def _jit_capturing_first_call(fn: Callable[[], object]) -> TinyJit:
+  """A TinyJit that captures `fn` on its first call instead of its second. tinygrad runs a function's first call
+  uncaptured so that one-time work (realizing buffers it reads for the first time) stays out of the capture; the
+  agent's jitted functions read only buffers realized beforehand (weights, optimizer state, staged inputs), and
+  building a fused step's graph one extra time was a second or more of every run's start-up."""
+  jit = TinyJit(fn)
+  jit.cnt = 1  # tinygrad 0.14: 0 runs uncaptured, 1 captures (and runs the capture), 2+ replay
+  return jit
+
+
 class DQNAgent:
   """Q(·; θ) and Q̂(·; θ⁻), trained from minibatches staged in `self.batch`.
 
@@ -78,6 +88,7 @@ class DQNAgent:
     `host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
     the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
+    program_cache.install()  # CPU kernels built by an earlier process on this machine are read back, not rebuilt
     self.device = resolve_device(device)
     if self.device.split(":")[0] == "CPU" and wide_kernels_wanted(): wide_kernels.install()
     def network() -> QNetwork:
@@ -106,8 +117,9 @@ class DQNAgent:
       def step_inputs() -> list[np.ndarray]:
         return [*(getattr(host, name).copy() for name in BATCH_FIELDS), *_flat(empty_noise(self._noise_shapes))]
       staged = [step_inputs() for _ in range(self.fuse)]
-      self._inputs = [[to_device(a, self.device).contiguous().realize() for a in step] for step in staged]
-      Tensor.realize(*self._optimizer_state().values())
+      self._inputs = [[to_device(a, self.device).contiguous() for a in step] for step in staged]
+      # one realize for all of them and the optimizer state: each separate realize is scheduled and lowered anew
+      Tensor.realize(*(t for step in self._inputs for t in step), *self._optimizer_state().values())
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
     self._host = [[cpu_view(t) for t in step] for step in self._inputs] if self._zero_copy else staged
@@ -122,9 +134,9 @@ class DQNAgent:
     # change only in place, so the captured kernels read their current contents. Passing them would make tinygrad
     # re-derive every argument's view on every call, which cost more than the kernels of a small network's step
     # (BENCHMARKS.md, "Jit call overhead"). The bodies still look each one up by name.
-    self._update = TinyJit(lambda: self._update_step(**self._step_inputs))
-    self._update_fused = TinyJit(lambda: self._fused_steps(**self._fused_inputs)) if self.fuse > 1 else None
-    self._sync = TinyJit(self._sync_step)
+    self._update = _jit_capturing_first_call(lambda: self._update_step(**self._step_inputs))
+    self._update_fused = _jit_capturing_first_call(lambda: self._fused_steps(**self._fused_inputs)) if self.fuse > 1 else None
+    self._sync = _jit_capturing_first_call(self._sync_step)
     self._numpy_q = NumpyQ(self.online) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
     self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
