@@ -4,8 +4,10 @@ Per task, each seed is one run per library (separate processes, via vs_sb3.py's 
 greedy every eval_freq env steps, and the final policy over 20 episodes. Results are kept as one JSON file per
 run in --out, so an interrupted table resumes where it stopped and a finished one prints again at once.
 Reported per task and library: the IQM of final returns with a 95% bootstrap interval (tinydqn.plot's
-statistics), the fraction of seeds ending solved, and the median env step and training wall-clock of the first
-solving evaluation (over the seeds that solved).
+statistics), the fraction of seeds ending solved, the median env step and training wall-clock of the first
+solving evaluation (over the seeds that solved), and the median set-up time before the first env step (imports,
+network construction and, for tinydqn, building its kernels: a machine's first run builds them, later runs
+read them from tinygrad's disk cache).
 
 The default seeds, 100-119, were chosen before any result on them was seen and were never used for tuning
 (the presets were tuned on seeds 0-9); SB3 runs the first --sb3-seeds of them.
@@ -55,10 +57,12 @@ def make_eval_freq(config: dict) -> int:
   return max(config["total_timesteps"] // 20, 1)
 
 
-def one_run(task: str, library: str, config: dict, seed: int, out: Path) -> dict:
+def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
   path = out / task / f"{library}_seed{seed}.json"
   if path.exists(): return json.loads(path.read_text())
-  result = run(library, config, seed, {})
+  # runs side by side get a core each: torch would otherwise start a thread per core in every SB3 process (two SB3
+  # runs on two cores then took over 5 minutes each instead of about 30 s)
+  result = run(library, config, seed, {"OMP_NUM_THREADS": "1"} if library == "sb3" and jobs > 1 else {})
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(result))
   print(f"{task} {library} seed {seed}: final {result['final_return']:.1f}, train {result['train_seconds']:.0f} s",
@@ -74,8 +78,12 @@ def summary(rows: list[dict], solved: float) -> str:
   step = f"{statistics.median(f['step'] for f in firsts):,.0f}" if firsts else "never"
   seconds = f"{statistics.median(f['train_time_s'] for f in firsts):.1f}" if firsts else "-"
   train = statistics.median(r["train_seconds"] for r in rows)
+  # set-up (imports, network construction and, for tinydqn, building its kernels) is before the first env step;
+  # results written before it was measured have none
+  setups = [r["setup_seconds"] for r in rows if "setup_seconds" in r]
+  setup = f"{statistics.median(setups):.1f}" if setups else "-"
   return (f"{len(rows)} | {float(iqm(finals)):.1f} [{low:.1f}, {high:.1f}] | "
-          f"{sum(finals >= solved)}/{len(rows)} | {step} | {seconds} | {train:.1f}")
+          f"{sum(finals >= solved)}/{len(rows)} | {step} | {seconds} | {setup} | {train:.1f}")
 
 
 def main() -> None:
@@ -92,11 +100,11 @@ def main() -> None:
   jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
           for library, config in configs(task, args.total_timesteps).items() if library == "tinydqn" or seed in seeds[:args.sb3_seeds]]
   with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
-    results = list(pool.map(lambda job: (job, one_run(*job, out)), jobs))
+    results = list(pool.map(lambda job: (job, one_run(*job, out, args.jobs)), jobs))
   print(f"\nSeeds {args.seeds} (SB3: the first {args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
   print("| task | library | seeds | final IQM [95% CI] | ends solved | first solve: median env step | : train s "
-        "| train s (median) | zoo's published score |")
-  print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        "| set-up s (median) | train s (median) | zoo's published score |")
+  print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
   for task in args.tasks.split(","):
     for library in ("tinydqn", "sb3"):
       rows = [r for (t, lib, _, _), r in results if t == task and lib == library]

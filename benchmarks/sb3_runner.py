@@ -10,11 +10,13 @@ import resource
 import sys
 import time
 
-import gymnasium as gym
-import numpy as np
-import torch
-from stable_baselines3 import DQN
-from stable_baselines3.common.callbacks import BaseCallback
+PROCESS_START = time.perf_counter()  # set-up = imports, model construction and SB3's own set-up before step 1
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from stable_baselines3 import DQN  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 
 SB3_FIELDS = ["learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq",
               "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
@@ -62,7 +64,8 @@ def main():
   model.learn(total_timesteps=cfg["total_timesteps"], callback=callback)
   seconds = time.perf_counter() - start
   final = greedy_returns(model, gym.make(cfg["env_id"]), cfg["final_episodes"], cfg["eval_seed"])
-  print(json.dumps({"library": "sb3", "seed": cfg["seed"], "seconds": seconds,
+  setup_seconds = callback.start - PROCESS_START
+  print(json.dumps({"library": "sb3", "seed": cfg["seed"], "seconds": seconds, "setup_seconds": setup_seconds,
                     "train_seconds": seconds - callback.eval_seconds, "evals": callback.rows,
                     "final_return": float(np.mean(final)), "torch_threads": torch.get_num_threads(),
                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
