@@ -61,6 +61,22 @@ def test_programs_kept_on_disk_are_read_back_by_the_next_process_with_identical_
   assert cold == warm == off
 
 
+def test_an_unreadable_or_unwritable_program_cache_means_building_again(monkeypatch):
+  import sqlite3
+  from collections import namedtuple
+
+  import tinygrad.helpers
+  from tinydqn.program_cache import DiskBackedPrograms
+  def broken(*args, **kwargs): raise sqlite3.OperationalError("database is locked")
+  monkeypatch.setattr(tinygrad.helpers, "diskcache_get", broken)
+  monkeypatch.setattr(tinygrad.helpers, "diskcache_put", broken)
+  key = (bytes(32), DiskBackedPrograms, namedtuple("Target", "device")("CPU"), 0)  # the shape of to_program_key
+  programs = DiskBackedPrograms()
+  assert key not in programs and programs.get(key) is None  # a miss: tinygrad then builds the program
+  programs[key] = "built"  # the write fails; the program is still kept in memory
+  assert key in programs and programs[key] == "built"
+
+
 LEVERS_SET = """
 import os, sys
 from tinydqn.fast import use_fast_kernels

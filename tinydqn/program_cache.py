@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import pickle
 
 TABLE = "tinydqn_programs"
 
@@ -53,8 +52,9 @@ class DiskBackedPrograms(dict):
   def _load(self, key: tuple):
     from tinygrad.helpers import diskcache_get
     if (dk := disk_key(key)) is None: return None
+    # an entry that cannot be read back (written by another version, a damaged or locked cache file) is built again
     try: program = diskcache_get(TABLE, dk)
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError): return None  # written by another version
+    except Exception: return None
     if program is not None: super().__setitem__(key, program)
     return program
 
@@ -74,7 +74,7 @@ class DiskBackedPrograms(dict):
     from tinygrad.helpers import diskcache_put
     if (dk := disk_key(key)) is not None:
       try: diskcache_put(TABLE, dk, program)
-      except (pickle.PicklingError, TypeError, AttributeError): pass  # not storable: built again next time
+      except Exception: pass  # not storable, or the cache file not writable: built again next time
 
 
 def wanted() -> bool:
