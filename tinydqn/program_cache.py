@@ -28,11 +28,8 @@ def _machine_signature() -> str:
   from importlib.metadata import version
 
   from tinydqn import wide_kernels
-  try:
-    with open("/proc/cpuinfo") as f: cpu = "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
-  except OSError: cpu = ""
   with open(wide_kernels.__file__, "rb") as f: rules = hashlib.sha256(f.read()).hexdigest()
-  return f"{version('tinygrad')}|{cpu}|{rules}"
+  return f"{version('tinygrad')}|{''.join(wide_kernels.cpu_description())}|{rules}"
 
 
 def disk_key(key: tuple) -> str | None:

@@ -35,11 +35,17 @@ def lanes_for(machine: str, flags: list[str]) -> int:
 
 
 @functools.cache
+def cpu_description() -> tuple[str, ...]:
+  """This CPU's distinct `model name` and `flags` lines of `/proc/cpuinfo`, in file order (none where it is missing)."""
+  try:
+    with open("/proc/cpuinfo") as f: return tuple(dict.fromkeys(line for line in f if line.startswith(("model name", "flags"))))
+  except OSError: return ()
+
+
+@functools.cache
 def vector_lanes() -> int:
   """`lanes_for` this machine."""
-  try:
-    with open("/proc/cpuinfo") as f: flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-  except OSError: flags = []
+  flags = next((line.split(":", 1)[1].split() for line in cpu_description() if line.startswith("flags")), [])
   return lanes_for(platform.machine(), flags)
 
 
