@@ -23,7 +23,8 @@ def main():
   config = Config.from_dict(cfg)
   with tempfile.TemporaryDirectory() as tmp:
     result = train(config, run_dir=f"{tmp}/run", progress=False)
-    setup_seconds = time.perf_counter() - PROCESS_START - result.seconds  # everything before the training loop
+    # outside the training loop: mostly before it (imports, agent, envs), plus the final checkpoint written after it
+    setup_seconds = time.perf_counter() - PROCESS_START - result.seconds
     with open(result.run_dir / "eval.csv") as f:
       rows = [{"step": int(r["step"]), "mean_return": float(r["mean_return"]), "time_s": float(r["time_s"]),
                "train_time_s": float(r["train_time_s"])} for r in csv.DictReader(f)]
