@@ -139,7 +139,7 @@ class DQNAgent:
     self._sync = _jit_capturing_first_call(self._sync_step)
     self._numpy_q = NumpyQ(self.online) if self._zero_copy and has_numpy_forward(self.online) else None
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
-    self.last_priorities: np.ndarray | None = None  # per-sample |δ| of the latest step, for prioritized replay
+    self._last_priorities: Tensor | None = None  # per-sample |δ| of the latest step, for prioritized replay
 
   # ---- learning ----
   def _update_step(self, **inputs: Tensor) -> tuple[Tensor, Tensor]:
@@ -196,8 +196,15 @@ class DQNAgent:
     stats, priorities = self._update()
     self._target_is_copy = False
     self._settle()
-    self.last_priorities = cpu_view(priorities) if self._zero_copy else priorities.numpy()
+    self._last_priorities = priorities
     return stats
+
+  @property
+  def last_priorities(self) -> np.ndarray | None:
+    """The latest `update`'s per-sample priorities, read when asked for: only prioritized replay needs them, and
+    reading costs more than the rest of a small step's host work."""
+    if self._last_priorities is None: return None
+    return cpu_view(self._last_priorities) if self._zero_copy else self._last_priorities.numpy()
 
   def updates(self, count: int, sample: Callable[[Batch], object], rng: np.random.Generator | None = None) -> Tensor:
     """`count` gradient steps, each on a minibatch that `sample(batch)` writes into the batch it is given (then,
@@ -225,6 +232,14 @@ class DQNAgent:
     for ts, arrays in zip(inputs, host):
       for t, a in zip(ts, arrays): t.assign(to_device(a, self.device))
     Tensor.realize(*(t for ts in inputs for t in ts))
+
+  def read(self, t: Tensor) -> np.ndarray:
+    """A realized result of this agent's device (a gradient step's [loss, mean Q]) as a numpy copy: read through a
+    host view where there is one, since Tensor.numpy() schedules a copy (hundreds of µs), and the loop reads the
+    latest stats at every episode's end."""
+    if not self._zero_copy: return t.numpy()
+    self._settle()
+    return cpu_view(t).copy()
 
   def _settle(self) -> None:
     """With host views, wait for the device: numpy is about to read the weights or overwrite the batch, and
@@ -280,6 +295,9 @@ class DQNAgent:
       factorized_noise(rng, self._online_noise_shapes, self._act_noise)
       noise = self._act_noise
     actions = self.q_values(obs, noise).argmax(axis=1)
+    if len(actions) == 1:  # one env: scalar draws take the same numbers from rng as size-1 arrays, in less time
+      if rng.random() < epsilon: actions[0] = rng.integers(self.n_actions)
+      return actions
     explore = rng.random(len(actions)) < epsilon
     if explore.any(): actions[explore] = rng.integers(self.n_actions, size=int(explore.sum()))
     return actions

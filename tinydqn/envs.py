@@ -48,8 +48,12 @@ def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float 
 def make_vector_env(env_id: str, num_envs: int, sticky_actions: float = 0.0) -> SyncVectorEnv:
   """`num_envs` copies of `make_env(env_id)` stepped together. Same-step autoreset: an env that finishes
   returns the next episode's first observation, and the true last one in info["final_obs"]. make_env's
-  UserErrors come straight out of the constructor, which builds the envs."""
-  return SyncVectorEnv([partial(make_env, env_id, sticky_actions=sticky_actions) for _ in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+  UserErrors come straight out of the constructor, which builds the envs.
+
+  copy=False: reset and step return the vector env's own observation array, overwritten by the next step; a
+  caller that keeps an observation copies it (a deep copy per step is most of what copy=True costs)."""
+  return SyncVectorEnv([partial(make_env, env_id, sticky_actions=sticky_actions) for _ in range(num_envs)],
+                       autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
 
 
 def last_observations(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:

@@ -191,7 +191,7 @@ class _Run:
       self.envs.action_space.seed(config.seed)
       n = config.num_envs
       obs, infos = self.envs.reset(seed=config.seed)
-      self.state = LoopState(0, 0, obs, np.zeros(n), np.zeros(n, dtype=np.int64), [], lives=infos.get("lives"))
+      self.state = LoopState(0, 0, obs.copy(), np.zeros(n), np.zeros(n, dtype=np.int64), [], lives=infos.get("lives"))
     else:
       self.agent.load_state_dict(snapshot.agent)
       if snapshot.replay is not None: self.memory.load_state_dict(snapshot.replay)
@@ -225,7 +225,9 @@ class _Run:
     if config.terminal_on_life_loss: stored_terminated, state.lives = life_loss_terminals(terminated, infos, state.lives)
     self.memory.add(state.obs, actions, stored_rewards, last_observations(next_obs, infos, terminated | truncated),
                     stored_terminated, truncated)
-    state.obs = next_obs  # finished envs were reset already: this is the next episode's φ_1
+    # a copy: the vector env overwrites next_obs in its next step. Finished envs were reset already: this is the
+    # next episode's φ_1
+    state.obs = next_obs.copy()
 
   def count(self, rewards: np.ndarray, done: np.ndarray, epsilon: float) -> None:
     """Advances the step counter and the episodes' sums; writes a row for each episode that just ended."""
@@ -233,6 +235,7 @@ class _Run:
     state.step += self.config.num_envs
     state.episode_returns += rewards
     state.episode_lengths += 1
+    if not done.any(): return
     for i in np.flatnonzero(done):
       state.episode += 1
       loss, q_mean = self.read_stats()
@@ -294,7 +297,7 @@ class _Run:
     """[loss, mean Q] of the latest gradient step (reading it waits for the device); stops a diverged run."""
     state = self.state
     if self.pending is not None:
-      state.stats, self.pending = self.pending.numpy().tolist(), None
+      state.stats, self.pending = self.agent.read(self.pending).tolist(), None
       if not all(map(math.isfinite, state.stats)):
         raise TrainingDiverged(f"the loss became {state.stats[0]} by step {state.step}; snapshots before it are "
                                f"intact in {self.run_dir / 'checkpoints'} (try a lower learning_rate or max_grad_norm)")
