@@ -25,6 +25,7 @@ SHAPES = {  # name: (hidden layers, batch, Double DQN); CartPole: 4 inputs, 2 ac
   "cleanrl": ((120, 84), 128, False),
   "cartpole-preset": ((256, 256), 128, True),
   "small": ((64, 64), 64, True),
+  "cartpole-64": ((64, 64), 128, True),
 }
 KERNEL_LINE = re.compile(r"\*\*\* CPU\s+\d+\s+(\S+).*?tm\s+([\d.]+)(us|ms)/.*?\(\s*([\d.]+) GFLOPS")
 
