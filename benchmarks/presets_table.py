@@ -57,8 +57,12 @@ def make_eval_freq(config: dict) -> int:
   return max(config["total_timesteps"] // 20, 1)
 
 
+def result_path(out: Path, task: str, library: str, seed: int) -> Path:
+  return out / task / f"{library}_seed{seed}.json"
+
+
 def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
-  path = out / task / f"{library}_seed{seed}.json"
+  path = result_path(out, task, library, seed)
   if path.exists(): return json.loads(path.read_text())
   # runs side by side get a core each: torch would otherwise start a thread per core in every SB3 process (two SB3
   # runs on two cores then took over 5 minutes each instead of about 30 s)
@@ -96,9 +100,11 @@ def main() -> None:
   ap.add_argument("--total-timesteps", type=int, help="another budget for every task (a smoke test, not the table)")
   args = ap.parse_args()
   seeds, out = parse_seeds(args.seeds), Path(args.out)
-  if args.sb3_seeds and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
           for library, config in configs(task, args.total_timesteps).items() if library == "tinydqn" or seed in seeds[:args.sb3_seeds]]
+  # only runs still to do need SB3's venv: a finished table prints (and draws) without it
+  sb3_to_run = any(lib == "sb3" and not result_path(out, task, lib, seed).exists() for task, lib, _, seed in jobs)
+  if sb3_to_run and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
     results = list(pool.map(lambda job: (job, one_run(*job, out, args.jobs)), jobs))
   print(f"\nSeeds {args.seeds} (SB3: the first {args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
