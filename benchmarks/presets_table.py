@@ -9,6 +9,11 @@ solving evaluation (over the seeds that solved), and the median set-up time befo
 network construction and, for tinydqn, building its kernels: a machine's first run builds them, later runs
 read them from tinygrad's disk cache).
 
+After the table, --figures (default benchmarks/figures) gets two PNGs per task, drawn by tinydqn.plot: greedy
+evaluation return against env steps (presets_TASK.png) and against training wall-clock (presets_TASK_time.png), one
+curve per library, the IQM over seeds with a 95% bootstrap band. They are drawn from the JSON files, so a finished
+table draws them again without running anything.
+
 The default seeds, 100-119, were chosen before any result on them was seen and were never used for tuning
 (the presets were tuned on seeds 0-9); SB3 runs the first --sb3-seeds of them.
 
@@ -16,6 +21,7 @@ The default seeds, 100-119, were chosen before any result on them was seen and w
     .venv/bin/pip install -e ".[box2d]"; benchmarks/.sb3-venv/bin/pip install "gymnasium[box2d]"
     .venv/bin/python benchmarks/presets_table.py --jobs 2              # all four tasks, 20 seeds, SB3 on 5
     .venv/bin/python benchmarks/presets_table.py --tasks CartPole-v1 --seeds 100-104 --sb3-seeds 2
+    .venv/bin/python benchmarks/presets_table.py --tasks CartPole-v1 --figures ""  # the table only, no figures
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_sb3 import SB3_PYTHON, ZOO, run, tinydqn_preset  # noqa: E402
 
-from tinydqn.plot import bootstrap_ci, iqm  # noqa: E402
+from tinydqn.plot import bootstrap_ci, iqm, plot_curves  # noqa: E402
 from tinydqn.sweep import parse_seeds  # noqa: E402
 
 # task: (tinydqn preset, solved at a greedy mean of at least, the zoo's published DQN score at its budget)
@@ -57,8 +63,12 @@ def make_eval_freq(config: dict) -> int:
   return max(config["total_timesteps"] // 20, 1)
 
 
+def result_path(out: Path, task: str, library: str, seed: int) -> Path:
+  return out / task / f"{library}_seed{seed}.json"
+
+
 def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
-  path = out / task / f"{library}_seed{seed}.json"
+  path = result_path(out, task, library, seed)
   if path.exists(): return json.loads(path.read_text())
   # runs side by side get a core each: torch would otherwise start a thread per core in every SB3 process (two SB3
   # runs on two cores then took over 5 minutes each instead of about 30 s)
@@ -86,6 +96,23 @@ def summary(rows: list[dict], solved: float) -> str:
           f"{sum(finals >= solved)}/{len(rows)} | {step} | {seconds} | {setup} | {train:.1f}")
 
 
+# --figures: (file suffix, evals key, x-axis label)
+FIGURE_X = [("", "step", "environment steps"),
+            ("_time", "train_time_s", "training wall-clock seconds (evaluations excluded)")]
+
+
+def draw(task: str, by_library: dict[str, list[dict]], figures: Path, title: str) -> list[Path]:
+  """Greedy evaluation return per library, the IQM over seeds with a 95% bootstrap band (tinydqn.plot), against env
+  steps and against training wall-clock."""
+  names = {"tinydqn": f"tinydqn, {TASKS[task][0]} preset", "sb3": "SB3, zoo settings"}
+  paths = []
+  for suffix, key, xlabel in FIGURE_X:
+    groups = {names[lib]: [(np.array([e[key] for e in r["evals"]]), np.array([e["mean_return"] for e in r["evals"]]))
+                           for r in rows] for lib, rows in by_library.items() if rows}
+    paths.append(plot_curves(groups, figures / f"presets_{task}{suffix}.png", "iqm", xlabel, title=title))
+  return paths
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
@@ -94,21 +121,32 @@ def main() -> None:
   ap.add_argument("--jobs", type=int, default=1, help="runs at a time (2 shares this machine's two cores)")
   ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "presets"))
   ap.add_argument("--total-timesteps", type=int, help="another budget for every task (a smoke test, not the table)")
+  ap.add_argument("--figures", default=str(Path(__file__).resolve().parent / "figures"), metavar="DIR",
+                  help="where the per-task figures go (presets_TASK.png, presets_TASK_time.png); '' for none")
   args = ap.parse_args()
   seeds, out = parse_seeds(args.seeds), Path(args.out)
-  if args.sb3_seeds and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
           for library, config in configs(task, args.total_timesteps).items() if library == "tinydqn" or seed in seeds[:args.sb3_seeds]]
+  # only runs still to do need SB3's venv: a finished table prints (and draws) without it
+  sb3_to_run = any(lib == "sb3" and not result_path(out, task, lib, seed).exists() for task, lib, _, seed in jobs)
+  if sb3_to_run and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
     results = list(pool.map(lambda job: (job, one_run(*job, out, args.jobs)), jobs))
   print(f"\nSeeds {args.seeds} (SB3: the first {args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
   print("| task | library | seeds | final IQM [95% CI] | ends solved | first solve: median env step | : train s "
         "| set-up s (median) | train s (median) | zoo's published score |")
   print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-  for task in args.tasks.split(","):
-    for library in ("tinydqn", "sb3"):
-      rows = [r for (t, lib, _, _), r in results if t == task and lib == library]
+  by_task = {task: {library: [r for (t, lib, _, _), r in results if t == task and lib == library]
+                     for library in ("tinydqn", "sb3")} for task in args.tasks.split(",")}
+  for task, by_library in by_task.items():
+    for library, rows in by_library.items():
       if rows: print(f"| {task} | {library} | {summary(rows, TASKS[task][1])} | {TASKS[task][2]} |")
+  if args.figures:
+    print()
+    for task, by_library in by_task.items():
+      sb3 = f" (SB3: the first {len(by_library['sb3'])})" if by_library["sb3"] else ""
+      title = f"{task}: greedy evaluation, seeds {args.seeds}{sb3}"
+      for path in draw(task, by_library, Path(args.figures), title): print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import pytest
 from tinydqn.cli import main
 from tinydqn.config import make_config
 from tinydqn.errors import UserError
-from tinydqn.plot import align, bootstrap_ci, group_runs, iqm, plot_runs, read_curve
+from tinydqn.plot import align, bootstrap_ci, group_runs, iqm, plot_curves, plot_runs, read_curve
 from tinydqn.train import train
 
 pytestmark = pytest.mark.cpu_stage  # what these tests check does not depend on the device
@@ -44,6 +44,52 @@ def test_align_interpolates_runs_logged_at_different_x():
                        points=3)
   np.testing.assert_allclose(grid, [2, 6, 10])  # only the range both runs cover
   np.testing.assert_allclose(values, [[2, 6, 10], [0, 4, 4]])
+
+
+def drawn_figure(monkeypatch):
+  """The Figure that plot_curves saves (it is written to disk as well), to read what was drawn on it."""
+  from matplotlib.figure import Figure
+  saved, savefig = [], Figure.savefig
+  monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **kw: (saved.append(fig), savefig(fig, *a, **kw))[1])
+  return saved
+
+
+def test_plot_curves_draws_labelled_groups_a_band_for_several_runs(tmp_path, monkeypatch):
+  saved = drawn_figure(monkeypatch)
+  x = np.array([0.0, 10, 20])
+  many = [(x, np.array([1.0, 2, 3]) * k) for k in range(1, 6)]
+  one = [(np.array([0.0, 5, 20]), np.array([4.0, 4, 4]))]
+  out = plot_curves({"ours": many, "theirs": one}, tmp_path / "sub" / "c.png", xlabel="steps", ylabel="return",
+                    title="T")
+  assert out == tmp_path / "sub" / "c.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  ax, = saved[0].axes
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ours (5 runs)", "theirs (1 run)"]
+  ours, theirs = ax.lines
+  np.testing.assert_allclose(ours.get_ydata(), [3, 6, 9])  # IQM of 1..5 times the curve: the middle three, 2..4
+  np.testing.assert_allclose(theirs.get_xdata(), [0, 5, 20])
+  assert len(ax.collections) == 1  # the band of "ours"; a single run has none
+  assert ax.get_ylabel() == "return, iqm (95% bootstrap CI)" and ax.get_xlabel() == "steps" and ax.get_title() == "T"
+
+
+def test_plot_curves_without_a_band_says_no_ci(tmp_path, monkeypatch):
+  saved = drawn_figure(monkeypatch)
+  plot_curves({"a": [([1, 2], [3, 4])], "b": [([1, 2], [5, 6])]}, tmp_path / "c.png", agg="median")
+  ax, = saved[0].axes
+  assert ax.get_ylabel() == "greedy evaluation return, median" and not ax.collections
+  assert ax.get_xlabel() == "environment steps"
+
+
+@pytest.mark.parametrize("groups, agg, message", [
+  ({}, "iqm", "no curves to plot"),
+  ({"a": []}, "iqm", "'a' has no runs"),
+  ({"a": [([1, 2, 3], [1, 2])]}, "iqm", "a run of 'a' has 3 x and 2 y values"),
+  ({"a": [([], [])]}, "iqm", "a run of 'a' has 0 x and 0 y values"),
+  ({"a": [([0, 1], [1, 2]), ([2, 3], [1, 2])]}, "iqm", "share no range"),
+  ({"a": [([0, 1], [1, 2])]}, "max", "unknown aggregate 'max'"),
+])
+def test_plot_curves_rejects_bad_input(tmp_path, groups, agg, message):
+  with pytest.raises(UserError, match=message): plot_curves(groups, tmp_path / "c.png", agg=agg)
+  assert not (tmp_path / "c.png").exists()
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
-"""Learning curves from run directories. Runs of one config (seeds apart) become one curve: their IQM or median
-with a bootstrap confidence band, the statistics Agarwal et al. (2021, "Deep RL at the Edge of the Statistical
-Precipice", the rliable library) recommend for a handful of runs. Written with numpy: the definitions are a few
-lines, and rliable would bring scipy, pandas, statsmodels, arch and seaborn with it. Reads the CSV files only,
-so it needs matplotlib and nothing else.
+"""Learning curves from run directories (plot_runs) or from (x, y) arrays (plot_curves). Runs of one config
+(seeds apart) become one curve: their IQM or median with a bootstrap confidence band, the statistics Agarwal et
+al. (2021, "Deep RL at the Edge of the Statistical Precipice", the rliable library) recommend for a handful of
+runs. Written with numpy: the definitions are a few lines, and rliable would bring scipy, pandas, statsmodels,
+arch and seaborn with it. Reads the CSV files only, so it needs matplotlib and nothing else.
 """
 from __future__ import annotations
 
@@ -106,15 +106,31 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "eval",
   if not run_dirs: raise UserError("no run directories to plot")
   groups = group_runs([Path(d) for d in run_dirs], labels)
   curves = {label: [read_curve(d, metric, x) for d in dirs] for label, dirs in groups.items()}  # all read before drawing
+  return plot_curves(curves, out, agg, X_AXES[x][1], METRICS[metric][2], title)
+
+
+def plot_curves(groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], out: str | Path, agg: str = "iqm",
+                xlabel: str = X_AXES["steps"][1], ylabel: str = METRICS["eval"][2], title: str | None = None) -> Path:
+  """Draws curves that are not run directories (another library's logs, say): `groups` maps a label to its runs,
+  each an (x, y) pair; a label's runs become one curve, aligned, aggregated and banded as plot_runs does (which
+  calls it). Saved to `out`, whose suffix picks the format."""
+  if agg not in AGGREGATES: raise UserError(f"unknown aggregate {agg!r}; choose from {', '.join(AGGREGATES)}")
+  if not groups: raise UserError("no curves to plot")
+  for label, runs in groups.items():
+    if not runs: raise UserError(f"{label!r} has no runs")
+    for x, y in runs:
+      if len(x) != len(y) or not len(x): raise UserError(f"a run of {label!r} has {len(x)} x and {len(y)} y values")
+  aligned = {label: align([(np.asarray(x, float), np.asarray(y, float)) for x, y in runs])
+             for label, runs in groups.items()}
   Figure = import_extra("matplotlib.figure", "plot", "plotting").Figure  # no pyplot: no display, no global state
   fig = Figure(figsize=(7, 4.5), layout="constrained")
   ax = fig.subplots()
-  for label, runs in curves.items():
-    grid, values = align(runs)
-    line, = ax.plot(grid, AGGREGATES[agg](values, axis=0), label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")
-    if len(runs) > 1: ax.fill_between(grid, *bootstrap_ci(values, agg), color=line.get_color(), alpha=0.2, linewidth=0)
-  ax.set_xlabel(X_AXES[x][1])
-  ax.set_ylabel(f"{METRICS[metric][2]}, {agg}" + (" (95% bootstrap CI)" if any(len(r) > 1 for r in curves.values()) else ""))
+  for label, (grid, values) in aligned.items():
+    n = len(values)
+    line, = ax.plot(grid, AGGREGATES[agg](values, axis=0), label=f"{label} ({n} run{'s' * (n > 1)})")
+    if n > 1: ax.fill_between(grid, *bootstrap_ci(values, agg), color=line.get_color(), alpha=0.2, linewidth=0)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(f"{ylabel}, {agg}" + (" (95% bootstrap CI)" if any(len(v) > 1 for _, v in aligned.values()) else ""))
   if title: ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize="small")
