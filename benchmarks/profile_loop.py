@@ -4,6 +4,7 @@ logging and evaluation, measured by timing those calls inside an ordinary `train
     .venv/bin/python benchmarks/profile_loop.py                     # CleanRL-style CartPole config
     .venv/bin/python benchmarks/profile_loop.py --config zoo        # SB3 zoo CartPole config
     .venv/bin/python benchmarks/profile_loop.py --set num_envs=8
+    .venv/bin/python benchmarks/profile_loop.py --plain              # no timers: env steps/s only
 
 Timing wrappers cost ≈0.3 µs per call. On asynchronous devices the update is synchronized inside its timer
 so that its cost is not billed to the next act.
@@ -63,17 +64,19 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--config", choices=list(CONFIGS), default="cleanrl")
   ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override (JSON value)")
+  ap.add_argument("--plain", action="store_true", help="no timers (they wait for the device after each update)")
   args = ap.parse_args()
   overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
   config = Config(**{**CONFIGS[args.config], **overrides})
   totals: dict[str, float] = defaultdict(float)
-  instrument(totals)
+  if not args.plain: instrument(totals)
   with tempfile.TemporaryDirectory() as tmp:
     result = train_module.train(config, run_dir=f"{tmp}/run", progress=False)
   steps = config.total_timesteps
   other = result.seconds - sum(totals.values())
   print(f"\n{args.config} config {overrides or ''}: {steps} env steps in {result.seconds:.1f} s = "
         f"{steps / result.seconds:.0f} env steps/s\n")
+  if args.plain: return
   print("| phase | µs per env step | share |\n|---|---:|---:|")
   for phase, seconds in [*sorted(totals.items(), key=lambda kv: -kv[1]), ("other (loop, ε, bookkeeping)", other)]:
     print(f"| {phase} | {seconds / steps * 1e6:.1f} | {seconds / result.seconds:.0%} |")
