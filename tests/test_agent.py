@@ -214,3 +214,18 @@ def test_captured_step_trains_on_the_minibatch_staged_for_each_call(small_config
     q = agent.q_values(agent.batch.obs)
     expected = q[np.arange(len(q)), agent.batch.actions.astype(int)].mean()
     assert agent.update().numpy()[1] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_read_gives_the_step_statistics_as_numpy_does(small_config):
+  """The loop reads [loss, mean Q] through `read` (a host view on the CPU): the same numbers as Tensor.numpy(), and a
+  copy that the next step does not overwrite."""
+  agent, rng, buf = make_agent(small_config), np.random.default_rng(0), filled_buffer()
+  buf.sample_into(agent.batch, rng)
+  stats = agent.update()
+  read = agent.read(stats)
+  np.testing.assert_array_equal(read, stats.numpy())
+  assert read.shape == (2,) and np.isfinite(read).all()
+  kept = read.copy()
+  step(agent, rng, buf, n=2)  # the same jit again: its output buffer is overwritten
+  np.testing.assert_array_equal(read, kept)
+  assert not np.array_equal(read, agent.read(agent.update()))

@@ -71,6 +71,23 @@ def test_final_observation_of_a_reset_env_is_stored():
 
 
 @pytest.mark.parametrize("num_envs", [1, 4])
+def test_stored_transitions_chain_into_each_other(tmp_path, num_envs):
+  """What the loop stores is the trajectory the envs took: within an episode each transition starts where the one
+  before it (of that env) ended. The vector env reuses its observation array from step to step, so a stored or
+  kept observation that aliased it would break the chain."""
+  from tinydqn.snapshot import load_latest_snapshot
+  config = make_config("CartPole-v1", num_envs=num_envs, **{**FAST, "total_timesteps": 600, "checkpoint_freq": 400})
+  train(config, tmp_path / "run", progress=False)
+  replay = load_latest_snapshot(tmp_path / "run" / "checkpoints").replay  # the memory as it was at step 400
+  obs, next_obs = replay["obs"][:400].reshape(-1, num_envs, 4), replay["next_obs"][:400].reshape(-1, num_envs, 4)
+  done = (replay["terminated"].astype(bool) | replay["truncated"].astype(bool))[:400].reshape(-1, num_envs)
+  assert done[:-1].any() and not (obs == next_obs).all(axis=2).any()  # episodes ended; every step moved the cart
+  chained = ~done[:-1]  # (t, env) pairs whose next transition continues the same episode
+  np.testing.assert_array_equal(obs[1:][chained], next_obs[:-1][chained])
+  assert not np.array_equal(obs[1:][done[:-1]], next_obs[:-1][done[:-1]])  # a new episode starts elsewhere
+
+
+@pytest.mark.parametrize("num_envs", [1, 4])
 def test_updates_per_env_step_do_not_depend_on_num_envs(tmp_path, monkeypatch, num_envs):
   calls = {"minibatch": 0, "sync": 0}  # one minibatch per gradient step, fused into one jitted call or not
   original_sample, original_sync = ReplayBuffer.sample_into, DQNAgent.sync_target
