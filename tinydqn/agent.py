@@ -189,8 +189,8 @@ class DQNAgent:
   def update(self, rng: np.random.Generator | None = None) -> Tensor:
     """One gradient step on the minibatch in `self.batch` (with noisy nets, fresh noise from `rng` first).
     Returns a device tensor [loss, mean Q(φ, a)]; read it only when logging (reading waits for the device).
-    `self.last_priorities` then holds each sample's |TD error| (C51: its cross-entropy) for prioritized replay:
-    with host views a view of the jit's output buffer, valid until the next step."""
+    `self.last_priorities` then gives each sample's |TD error| (C51: its cross-entropy) for prioritized replay,
+    read from the jit's output buffer: ask for it before the next step overwrites that buffer."""
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     self._stage(self._inputs[:1], self._host[:1])
     stats, priorities = self._update()
@@ -203,8 +203,7 @@ class DQNAgent:
   def last_priorities(self) -> np.ndarray | None:
     """The latest `update`'s per-sample priorities, read when asked for: only prioritized replay needs them, and
     reading costs more than the rest of a small step's host work."""
-    if self._last_priorities is None: return None
-    return cpu_view(self._last_priorities) if self._zero_copy else self._last_priorities.numpy()
+    return None if self._last_priorities is None else self.read(self._last_priorities)
 
   def updates(self, count: int, sample: Callable[[Batch], object], rng: np.random.Generator | None = None) -> Tensor:
     """`count` gradient steps, each on a minibatch that `sample(batch)` writes into the batch it is given (then,
@@ -234,9 +233,9 @@ class DQNAgent:
     Tensor.realize(*(t for ts in inputs for t in ts))
 
   def read(self, t: Tensor) -> np.ndarray:
-    """A realized result of this agent's device (a gradient step's [loss, mean Q]) as a numpy copy: read through a
-    host view where there is one, since Tensor.numpy() schedules a copy (hundreds of µs), and the loop reads the
-    latest stats at every episode's end."""
+    """A realized result of this agent's device (a gradient step's [loss, mean Q], its priorities) as a numpy copy:
+    read through a host view where there is one, since Tensor.numpy() schedules a copy (hundreds of µs), and the
+    loop reads the latest stats at every episode's end."""
     if not self._zero_copy: return t.numpy()
     self._settle()
     return cpu_view(t).copy()
