@@ -1,11 +1,14 @@
 """Reliability of a preset across seeds: train each seed, then report the final greedy policy.
 
 Per seed: final greedy return over 20 episodes (the policy at the end of training, not the best one), the
-first env step and wall-clock second at which a periodic greedy evaluation reached a mean >= 475, and
-env steps per second. Prints a markdown table.
+first env step and wall-clock second at which a periodic greedy evaluation reached the task's "solved" mean
+(--solved; CartPole-v1 475, Acrobot-v1 -100, MountainCar-v0 -110, LunarLander-v3 200), and env steps per
+second. Prints a markdown table, then the IQM of the final returns with a 95% bootstrap interval.
+Named for the task it was written for; --env tunes any preset the same way.
 
     python benchmarks/cartpole_seeds.py                      # default CartPole-v1 preset, seeds 0-9
     python benchmarks/cartpole_seeds.py --seeds 0-4 --jobs 1 --set double_q=true --set learning_rate=1e-3
+    python benchmarks/cartpole_seeds.py --env Acrobot-v1 --set net_arch=[64,64]
 """
 from __future__ import annotations
 
@@ -18,9 +21,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
+from tinydqn.plot import bootstrap_ci, iqm
 from tinydqn.sweep import parse_seeds  # "0-9", "0,3,5": the same syntax as `tinydqn sweep --seeds`
 
-SOLVED = 475.0
+# a greedy mean return at which each task counts as solved (Gymnasium's reward thresholds where it has one)
+SOLVED = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0, "LunarLander-v3": 200.0}
 
 
 def parse_value(text: str):
@@ -28,7 +35,8 @@ def parse_value(text: str):
   except json.JSONDecodeError: return text
 
 
-def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: str, final_episodes: int) -> dict:
+def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: str, final_episodes: int,
+             solved: float) -> dict:
   from tinydqn.config import make_config
   from tinydqn.envs import make_env
   from tinydqn.evaluate import evaluate
@@ -39,7 +47,7 @@ def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: s
   solved_step = solved_time = None
   with open(result.run_dir / "eval.csv") as f:
     for row in csv.DictReader(f):
-      if float(row["mean_return"]) >= SOLVED:
+      if float(row["mean_return"]) >= solved:
         solved_step, solved_time = int(row["step"]), float(row["time_s"])
         break
   return {"seed": seed, "final_return": final.mean_return, "final_std": final.std_return,
@@ -55,26 +63,30 @@ def main() -> None:
   ap.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (this machine has 2 cores)")
   ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override (JSON value)")
   ap.add_argument("--final-episodes", type=int, default=20)
+  ap.add_argument("--solved", type=float, help="greedy mean return that counts as solved (default: the task's)")
   ap.add_argument("--out", default="benchmarks/results/cartpole_seeds")
   args = ap.parse_args()
   overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
   if "net_arch" in overrides: overrides["net_arch"] = tuple(overrides["net_arch"])
   seeds = parse_seeds(args.seeds)
+  solved = args.solved if args.solved is not None else SOLVED.get(args.env)
+  if solved is None: ap.error(f"no solved threshold known for {args.env}: pass --solved")
   start = time.time()
   with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-    rows = list(pool.map(run_seed, *zip(*[(args.env, args.preset, overrides, s, args.out, args.final_episodes)
+    rows = list(pool.map(run_seed, *zip(*[(args.env, args.preset, overrides, s, args.out, args.final_episodes, solved)
                                           for s in seeds])))
   print(f"\n{args.env} preset={args.preset or 'default'} overrides={overrides} jobs={args.jobs}\n")
-  print("| seed | final greedy return (20 ep) | first eval >= 475: step | : wall s | env steps/s | run s |")
+  print(f"| seed | final greedy return (20 ep) | first eval >= {solved:g}: step | : wall s | env steps/s | run s |")
   print("|---:|---:|---:|---:|---:|---:|")
   for r in rows:
-    solved = (f"{r['solved_step']}", f"{r['solved_time']:.1f}") if r["solved_step"] else ("never", "-")
-    print(f"| {r['seed']} | {r['final_return']:.1f} ± {r['final_std']:.1f} | {solved[0]} | {solved[1]} | "
+    first = (f"{r['solved_step']}", f"{r['solved_time']:.1f}") if r["solved_step"] else ("never", "-")
+    print(f"| {r['seed']} | {r['final_return']:.1f} ± {r['final_std']:.1f} | {first[0]} | {first[1]} | "
           f"{r['sps']:.0f} | {r['seconds']:.1f} |")
   finals = [r["final_return"] for r in rows]
   solved_steps = [r["solved_step"] for r in rows if r["solved_step"]]
-  print(f"\nseeds ending >= {SOLVED:.0f}: {sum(f >= SOLVED for f in finals)} of {len(rows)}; "
-        f"median final return {statistics.median(finals):.1f}; "
+  low, high = bootstrap_ci(np.array(finals, dtype=np.float64), "iqm")
+  print(f"\nseeds ending >= {solved:g}: {sum(f >= solved for f in finals)} of {len(rows)}; "
+        f"final return IQM {float(iqm(np.array(finals))):.1f} [{low:.1f}, {high:.1f}], median {statistics.median(finals):.1f}; "
         f"median first-solve step {statistics.median(solved_steps) if solved_steps else 'n/a'}; "
         f"median env steps/s {statistics.median(r['sps'] for r in rows):.0f}; total {time.time() - start:.0f} s")
 

@@ -49,10 +49,29 @@ TASKS = {
 }
 
 
+# rl-baselines3-zoo hyperparams/dqn.yml per task ("Tuned"; LunarLander's are its v2 settings): what SB3 runs. Its
+# gradient_steps -1 means one gradient step per env step collected, i.e. train_freq with one env.
+SB3_DEFAULTS = dict(exploration_initial_eps=1.0, tau=1.0, max_grad_norm=10.0)
+ZOO_SETTINGS = {
+  "CartPole-v1": ZOO,
+  "Acrobot-v1": dict(env_id="Acrobot-v1", total_timesteps=100_000, learning_rate=6.3e-4, batch_size=128,
+                     buffer_size=50_000, learning_starts=0, gamma=0.99, target_update_interval=250, train_freq=4,
+                     gradient_steps=4, exploration_fraction=0.12, exploration_final_eps=0.1, net_arch=[256, 256],
+                     **SB3_DEFAULTS),
+  "MountainCar-v0": dict(env_id="MountainCar-v0", total_timesteps=120_000, learning_rate=4e-3, batch_size=128,
+                         buffer_size=10_000, learning_starts=1_000, gamma=0.98, target_update_interval=600,
+                         train_freq=16, gradient_steps=8, exploration_fraction=0.2, exploration_final_eps=0.07,
+                         net_arch=[256, 256], **SB3_DEFAULTS),
+  "LunarLander-v3": dict(env_id="LunarLander-v3", total_timesteps=100_000, learning_rate=6.3e-4, batch_size=128,
+                         buffer_size=50_000, learning_starts=0, gamma=0.99, target_update_interval=250, train_freq=4,
+                         gradient_steps=4, exploration_fraction=0.12, exploration_final_eps=0.1,
+                         net_arch=[256, 256], **SB3_DEFAULTS),
+}
+
+
 def configs(task: str, total_timesteps: int | None = None) -> dict[str, dict]:
-  """Both libraries' settings: tinydqn's preset; SB3 with the zoo's (tinydqn's other presets are the zoo's)."""
-  preset = TASKS[task][0]
-  zoo = ZOO if task == "CartPole-v1" else tinydqn_preset(preset)
+  """Both libraries' settings: tinydqn's preset, SB3 with the zoo's."""
+  preset, zoo = TASKS[task][0], ZOO_SETTINGS[task]
   budget = {"total_timesteps": total_timesteps or zoo["total_timesteps"]}
   common = {**budget, "eval_freq": make_eval_freq(budget)}
   return {"tinydqn": {**tinydqn_preset(preset), **common}, "sb3": {**zoo, **common}}
@@ -69,10 +88,16 @@ def result_path(out: Path, task: str, library: str, seed: int) -> Path:
 
 def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
   path = result_path(out, task, library, seed)
-  if path.exists(): return json.loads(path.read_text())
+  if path.exists():
+    kept = json.loads(path.read_text())
+    # a result records the settings it ran with (those written before it did are taken as current): one from a
+    # preset since changed is run again, not mixed into the table
+    if kept.get("config", config) == config: return kept
+    print(f"{task} {library} seed {seed}: settings changed since {path.name}, running it again", file=sys.stderr, flush=True)
   # runs side by side get a core each: torch would otherwise start a thread per core in every SB3 process (two SB3
   # runs on two cores then took over 5 minutes each instead of about 30 s)
   result = run(library, config, seed, {"OMP_NUM_THREADS": "1"} if library == "sb3" and jobs > 1 else {})
+  result["config"] = config
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(result))
   print(f"{task} {library} seed {seed}: final {result['final_return']:.1f}, train {result['train_seconds']:.0f} s",
@@ -118,6 +143,7 @@ def main() -> None:
   ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
   ap.add_argument("--seeds", default="100-119", help="tinydqn's seeds (default: 20 never used for tuning)")
   ap.add_argument("--sb3-seeds", type=int, default=5, help="SB3 runs the first N of --seeds (0: tinydqn only)")
+  ap.add_argument("--libraries", default="tinydqn,sb3", help="comma-separated, of tinydqn, sb3")
   ap.add_argument("--jobs", type=int, default=1, help="runs at a time (2 shares this machine's two cores)")
   ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "presets"))
   ap.add_argument("--total-timesteps", type=int, help="another budget for every task (a smoke test, not the table)")
@@ -125,8 +151,10 @@ def main() -> None:
                   help="where the per-task figures go (presets_TASK.png, presets_TASK_time.png); '' for none")
   args = ap.parse_args()
   seeds, out = parse_seeds(args.seeds), Path(args.out)
+  libraries = args.libraries.split(",")
   jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
-          for library, config in configs(task, args.total_timesteps).items() if library == "tinydqn" or seed in seeds[:args.sb3_seeds]]
+          for library, config in configs(task, args.total_timesteps).items()
+          if library in libraries and (library == "tinydqn" or seed in seeds[:args.sb3_seeds])]
   # only runs still to do need SB3's venv: a finished table prints (and draws) without it
   sb3_to_run = any(lib == "sb3" and not result_path(out, task, lib, seed).exists() for task, lib, _, seed in jobs)
   if sb3_to_run and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")

@@ -47,8 +47,7 @@ def run(env_id: str, variant: str, seed: int, out: str, threshold: float, extra:
     try: check_same_config(done.parent, make_config(env_id, preset, seed=seed, **overrides, **extra))  # e.g. a preset changed
     except UserError as e: raise SystemExit(f"{e} (--out)") from None
     return json.loads(done.read_text())
-  cartpole_seeds.SOLVED = threshold
-  row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, {**overrides, **extra}, seed, str(folder), 20)}
+  row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, {**overrides, **extra}, seed, str(folder), 20, threshold)}
   done.write_text(json.dumps(row))
   return row
 
