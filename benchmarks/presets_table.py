@@ -22,6 +22,7 @@ The default seeds, 100-119, were chosen before any result on them was seen and w
     .venv/bin/python benchmarks/presets_table.py --jobs 2              # all four tasks, 20 seeds, SB3 on 5
     .venv/bin/python benchmarks/presets_table.py --tasks CartPole-v1 --seeds 100-104 --sb3-seeds 2
     .venv/bin/python benchmarks/presets_table.py --tasks CartPole-v1 --figures ""  # the table only, no figures
+    .venv/bin/python benchmarks/presets_table.py --tasks Acrobot-v1 --stored       # what has run so far, nothing new
 """
 from __future__ import annotations
 
@@ -86,14 +87,20 @@ def result_path(out: Path, task: str, library: str, seed: int) -> Path:
   return out / task / f"{library}_seed{seed}.json"
 
 
-def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
+def stored_result(task: str, library: str, config: dict, seed: int, out: Path) -> dict | None:
+  """The stored result of this run, if there is one with these settings. A result records the settings it ran with
+  (those written before it did are taken as current): one from a preset since changed is not mixed into the table."""
   path = result_path(out, task, library, seed)
-  if path.exists():
-    kept = json.loads(path.read_text())
-    # a result records the settings it ran with (those written before it did are taken as current): one from a
-    # preset since changed is run again, not mixed into the table
-    if kept.get("config", config) == config: return kept
-    print(f"{task} {library} seed {seed}: settings changed since {path.name}, running it again", file=sys.stderr, flush=True)
+  if not path.exists(): return None
+  kept = json.loads(path.read_text())
+  if kept.get("config", config) == config: return kept
+  print(f"{task} {library} seed {seed}: settings changed since {path.name} was written", file=sys.stderr, flush=True)
+  return None
+
+
+def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
+  if (kept := stored_result(task, library, config, seed, out)) is not None: return kept
+  path = result_path(out, task, library, seed)
   # runs side by side get a core each: torch would otherwise start a thread per core in every SB3 process (two SB3
   # runs on two cores then took over 5 minutes each instead of about 30 s)
   result = run(library, config, seed, {"OMP_NUM_THREADS": "1"} if library == "sb3" and jobs > 1 else {})
@@ -147,6 +154,7 @@ def main() -> None:
   ap.add_argument("--jobs", type=int, default=1, help="runs at a time (2 shares this machine's two cores)")
   ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "presets"))
   ap.add_argument("--total-timesteps", type=int, help="another budget for every task (a smoke test, not the table)")
+  ap.add_argument("--stored", action="store_true", help="run nothing: the table (and figures) of the stored results")
   ap.add_argument("--figures", default=str(Path(__file__).resolve().parent / "figures"), metavar="DIR",
                   help="where the per-task figures go (presets_TASK.png, presets_TASK_time.png); '' for none")
   args = ap.parse_args()
@@ -155,8 +163,12 @@ def main() -> None:
   jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
           for library, config in configs(task, args.total_timesteps).items()
           if library in libraries and (library == "tinydqn" or seed in seeds[:args.sb3_seeds])]
+  if args.stored:  # the table of what has run, e.g. while other invocations still fill the rest in
+    kept = [job for job in jobs if stored_result(*job, out) is not None]
+    if len(kept) < len(jobs): print(f"{len(jobs) - len(kept)} of the runs asked for have no stored result: left out", file=sys.stderr)
+    jobs = kept
   # only runs still to do need SB3's venv: a finished table prints (and draws) without it
-  sb3_to_run = any(lib == "sb3" and not result_path(out, task, lib, seed).exists() for task, lib, _, seed in jobs)
+  sb3_to_run = any(lib == "sb3" and stored_result(task, lib, config, seed, out) is None for task, lib, config, seed in jobs)
   if sb3_to_run and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
     results = list(pool.map(lambda job: (job, one_run(*job, out, args.jobs)), jobs))
