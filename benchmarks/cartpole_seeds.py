@@ -26,11 +26,13 @@ import numpy as np
 from tinydqn.fast import use_fast_kernels
 
 use_fast_kernels()  # as `tinydqn train` does (HCQ2 for the CPU); also in each spawned worker, which imports this first
-from tinydqn.plot import bootstrap_ci, iqm  # noqa: E402 (tinygrad must start after the line above)
+from presets_table import TASKS  # noqa: E402 (tinygrad must start after the line above)
+
+from tinydqn.plot import bootstrap_ci, iqm  # noqa: E402
 from tinydqn.sweep import parse_seeds  # noqa: E402  # "0-9", "0,3,5": the same syntax as `tinydqn sweep --seeds`
 
-# a greedy mean return at which each task counts as solved (Gymnasium's reward thresholds where it has one)
-SOLVED = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0, "LunarLander-v3": 200.0}
+# the greedy mean return at which each task counts as solved: the preset table's
+SOLVED = {task: solved for task, (_, solved, _) in TASKS.items()}
 
 
 def parse_value(text: str):

@@ -88,17 +88,19 @@ def result_path(out: Path, task: str, library: str, seed: int) -> Path:
 
 
 def stored_result(task: str, library: str, config: dict, seed: int, out: Path) -> dict | None:
-  """The stored result of this run, if there is one with these settings. A result records the settings it ran with
-  (those written before it did are taken as current): one from a preset since changed is not mixed into the table."""
+  """The stored result of this run, or None if it has not run. A result records the settings it ran with (those
+  written before it did are taken as current); one from other settings (a preset since changed, --total-timesteps)
+  stops the table, so that it is neither mixed in nor overwritten."""
   path = result_path(out, task, library, seed)
   if not path.exists(): return None
   kept = json.loads(path.read_text())
-  if kept.get("config", config) == config: return kept
-  print(f"{task} {library} seed {seed}: settings changed since {path.name} was written", file=sys.stderr, flush=True)
-  return None
+  if kept.get("config", config) != config:
+    sys.exit(f"{path} ran with other settings than these (a changed preset, --total-timesteps): move it away or pass another --out")
+  return kept
 
 
 def one_run(task: str, library: str, config: dict, seed: int, out: Path, jobs: int) -> dict:
+  # checked again here: another invocation filling the same table may have finished this run meanwhile
   if (kept := stored_result(task, library, config, seed, out)) is not None: return kept
   path = result_path(out, task, library, seed)
   # runs side by side get a core each: torch would otherwise start a thread per core in every SB3 process (two SB3
@@ -163,15 +165,16 @@ def main() -> None:
   jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
           for library, config in configs(task, args.total_timesteps).items()
           if library in libraries and (library == "tinydqn" or seed in seeds[:args.sb3_seeds])]
+  runs = [(job, stored_result(*job, out)) for job in jobs]  # each with its stored result, or None
   if args.stored:  # the table of what has run, e.g. while other invocations still fill the rest in
-    kept = [job for job in jobs if stored_result(*job, out) is not None]
-    if len(kept) < len(jobs): print(f"{len(jobs) - len(kept)} of the runs asked for have no stored result: left out", file=sys.stderr)
-    jobs = kept
+    kept = [(job, result) for job, result in runs if result is not None]
+    if len(kept) < len(runs): print(f"{len(runs) - len(kept)} of the runs asked for have no stored result: left out", file=sys.stderr)
+    runs = kept
   # only runs still to do need SB3's venv: a finished table prints (and draws) without it
-  sb3_to_run = any(lib == "sb3" and stored_result(task, lib, config, seed, out) is None for task, lib, config, seed in jobs)
+  sb3_to_run = any(job[1] == "sb3" and result is None for job, result in runs)
   if sb3_to_run and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
-    results = list(pool.map(lambda job: (job, one_run(*job, out, args.jobs)), jobs))
+    results = list(pool.map(lambda run: (run[0], run[1] or one_run(*run[0], out, args.jobs)), runs))
   print(f"\nSeeds {args.seeds} (SB3: the first {args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
   print("| task | library | seeds | final IQM [95% CI] | ends solved | first solve: median env step | : train s "
         "| set-up s (median) | train s (median) | zoo's published score |")
