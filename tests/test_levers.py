@@ -106,6 +106,30 @@ def test_a_value_the_user_set_wins():
   assert proc.stdout.splitlines()[0] == "[('HCQ2', '0')]", proc.stderr
 
 
+TRAIN_FROM_PYTHON = """
+import sys, warnings
+from tinydqn.config import Config
+from tinydqn.train import train
+config = Config(env_id="CartPole-v1", total_timesteps=100, learning_starts=50, train_freq=4, gradient_steps=1,
+                batch_size=16, net_arch=(16,), eval_freq=100, eval_episodes=1)
+with warnings.catch_warnings(record=True) as caught:
+  warnings.simplefilter("always")
+  for run in ("a", "b"): train(config, sys.argv[1] + run, progress=False)
+print(sum("use_fast_kernels()" in str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.cpu_only
+@pytest.mark.parametrize("hcq2, warnings", [(None, "1"), ("0", "0"), ("1", "0")])
+def test_training_from_python_without_the_command_queue_warns_once(tmp_path, hcq2, warnings):
+  """From Python, HCQ2 is the caller's to set before tinygrad starts; a CPU run that nobody chose it for says how."""
+  env = {k: v for k, v in os.environ.items() if k not in ("HCQ2", "BEAM")} | ({"HCQ2": hcq2} if hcq2 else {})
+  proc = subprocess.run([sys.executable, "-c", TRAIN_FROM_PYTHON, str(tmp_path / "run")], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines()[-1] == warnings
+
+
 def test_waiting_for_a_hung_queue_times_out(monkeypatch):
   import types
   import tinygrad

@@ -2,12 +2,14 @@
 and resumes interrupted ones when run again."""
 import csv
 import json
+import sys
+import types
 
 import pytest
 
 import tinydqn.train as train_module
 from tinydqn.cli import main
-from tinydqn.sweep import CONFIG_FIELDS, SPEC_FIELDS, load_spec, make_trials, parse_seeds
+from tinydqn.sweep import CONFIG_FIELDS, SPEC_FIELDS, load_spec, make_trials, parse_seeds, run_sweep
 
 pytestmark = pytest.mark.cpu_stage  # what these tests check does not depend on the device
 
@@ -115,6 +117,23 @@ def test_ray_sweep_runs_skips_and_resumes(tmp_path, capsys, monkeypatch):
   assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out)]) == 0
   assert "2 finished already, 0 to run" in capsys.readouterr().out
   assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent != out}  # trial files
+
+
+@pytest.mark.parametrize("device, hcq2, expected", [("CPU", None, {"DEV": "CPU", "HCQ2": "1"}),
+                                                    ("CPU", "0", {"DEV": "CPU", "HCQ2": "0"}), ("CUDA", None, {"DEV": "CUDA"})])
+def test_workers_train_with_the_levers_tinydqn_train_sets(tmp_path, monkeypatch, device, hcq2, expected):
+  """A Ray worker imports tinygrad itself: HCQ2 for the CPU must reach it through the worker's environment."""
+  class Started(Exception): pass
+  seen = {}
+  def init(**kwargs):
+    seen.update(kwargs)
+    raise Started
+  monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(init=init))
+  if hcq2 is None: monkeypatch.delenv("HCQ2", raising=False)
+  else: monkeypatch.setenv("HCQ2", hcq2)
+  (tmp_path / "s.toml").write_text(TINY)
+  with pytest.raises(Started): run_sweep(make_trials(load_spec(tmp_path / "s.toml")), tmp_path / "out", device=device)
+  assert seen["runtime_env"]["env_vars"] == expected
 
 
 def test_a_trial_folder_with_another_config_is_refused(tmp_path, capsys):

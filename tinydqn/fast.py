@@ -28,10 +28,33 @@ def use_fast_kernels(device: str | None = None, search: bool = False) -> dict[st
   device leaves HCQ2 out."""
   if "tinygrad" in sys.modules:
     raise RuntimeError("use_fast_kernels() must run before tinygrad is imported (it reads HCQ2 and BEAM at import)")
+  os.environ.update(fast_levers(device, search))
+  return {name: os.environ[name] for name in (*DEFAULT_LEVERS, *SEARCH_LEVERS) if name in os.environ}
+
+
+def fast_levers(device: str | None = None, search: bool = False) -> dict[str, str]:
+  """The variables `use_fast_kernels` sets, with the values it would set them to (the environment's where it has
+  them), for a process of its own, e.g. a sweep's workers."""
   named = (device or os.environ.get("DEV") or "CPU").split(":")[0].upper()
   levers = {**(DEFAULT_LEVERS if named == "CPU" else {}), **(SEARCH_LEVERS if search else {})}
-  for name, value in levers.items(): os.environ.setdefault(name, value)
-  return {name: os.environ[name] for name in (*DEFAULT_LEVERS, *SEARCH_LEVERS) if name in os.environ}
+  return {name: os.environ.get(name, value) for name, value in levers.items()}
+
+
+_warned_without_queue = False
+
+
+def warn_without_command_queue(device: str) -> None:
+  """One warning per process when training starts on the CPU and nobody chose HCQ2: from Python, tinygrad was
+  imported without `use_fast_kernels()` (`tinydqn train` and sweeps set it), so each kernel of a jitted step is
+  launched from Python, several times slower for small networks. Setting HCQ2 either way (`HCQ2=0` keeps the stock
+  path) silences it."""
+  global _warned_without_queue
+  if _warned_without_queue or device.split(":")[0] != "CPU" or "HCQ2" in os.environ: return
+  import warnings
+  warnings.warn("tinygrad runs this CPU agent without its command queue (HCQ2), launching each kernel from Python: "
+                "call tinydqn.fast.use_fast_kernels() before tinygrad is first imported (set HCQ2=0 to keep the "
+                "stock path without this warning)", stacklevel=3)
+  _warned_without_queue = True
 
 
 def wide_kernels_wanted() -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 
 from tinydqn.config import Config, make_config
 from tinydqn.errors import TrainingDiverged, UserError, import_extra
+from tinydqn.fast import fast_levers
 from tinydqn.plot import bootstrap_ci, iqm
 from tinydqn.rundir import check_same_config
 
@@ -125,8 +126,9 @@ def run_sweep(trials: list[Trial], out: str | Path, address: str | None = None, 
     # Workers get the device through tinygrad's DEV variable; trials ask Ray for CPUs (and GPUs if told), so on
     # a GPU node several CPU trials do not contend for the GPU unseen by the scheduler.
     local = {"include_dashboard": False} if address is None else {}  # not allowed when joining a cluster
-    ray.init(address=address, runtime_env={"env_vars": {"DEV": device}}, log_to_driver=False, logging_level="WARNING",
-             **local)
+    # and HCQ2 on the CPU, as `tinydqn train` sets it: a worker imports tinygrad itself
+    env_vars = {"DEV": device, **fast_levers(device)}
+    ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=False, logging_level="WARNING", **local)
     try:
       task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial)(run_trial)
       pending = {task.remote(t.config.to_dict(), str((out / t.name).resolve())): t for t in todo}

@@ -23,6 +23,7 @@ from tinydqn.devices import resolve_device
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 from tinydqn.envs import describe, last_observations, make_env, make_vector_env
 from tinydqn.evaluate import EvalResult, evaluate
+from tinydqn.fast import warn_without_command_queue
 from tinydqn.frame_buffer import FrameReplayBuffer
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
 from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
@@ -186,6 +187,7 @@ class _Run:
                                config.num_envs, config.n_step, config.gamma, config.prioritized, config.alpha,
                                config.priority_eps)
     self.agent = DQNAgent(config, self.obs_shape, self.obs_dtype, n_actions, device)
+    warn_without_command_queue(self.agent.device)
     if snapshot is None:
       self.envs = make_vector_env(config.env_id, config.num_envs, config.sticky_actions)
       self.envs.action_space.seed(config.seed)
