@@ -53,7 +53,7 @@ def warn_without_command_queue(device: str) -> None:
   import warnings
   warnings.warn("tinygrad runs this CPU agent without its command queue (HCQ2), launching each kernel from Python: "
                 "call tinydqn.fast.use_fast_kernels() before tinygrad is first imported (set HCQ2=0 to keep the "
-                "stock path without this warning)", stacklevel=3)
+                "stock path without this warning)", stacklevel=5)  # the line that called train() or resume()
   _warned_without_queue = True
 
 
