@@ -7,11 +7,11 @@ import cloudpickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from tinygrad import Tensor
+from tinygrad import Tensor, nn
 
 from tinydqn.atari import life_loss_terminals, stacks_frames
 from tinydqn.config import Config, make_config
-from tinydqn.conv import MinAtarCNN, NatureCNN, network_for
+from tinydqn.conv import MinAtarCNN, NatureCNN, _row_groups, conv_relu, network_for
 from tinydqn.envs import make_env
 from tinydqn.errors import UserError
 from tinydqn.heads import QHead
@@ -28,6 +28,29 @@ def test_nature_cnn_shape_and_uint8_scaling():
   np.testing.assert_allclose(q, net(Tensor(frames.astype(np.float32) / 255)).numpy(), rtol=1e-5, atol=1e-6)
   assert [tuple(c.weight.shape) for c in net.torso.convs] == [(32, 4, 8, 8), (64, 32, 4, 4), (64, 64, 3, 3)]
   assert net.torso.hidden.weight.shape == (512, 64 * 7 * 7)
+
+
+@pytest.mark.parametrize("batch, channels, size, kernel, stride, out_channels", [
+  (2, 4, 84, 8, 4, 32), (2, 32, 20, 4, 2, 64), (2, 64, 9, 3, 1, 64),  # the Nature CNN's layers (the first in 2 groups)
+  (3, 4, 10, 3, 1, 16)])  # MinAtar's
+def test_convolution_as_a_product_equals_tinygrads(batch, channels, size, kernel, stride, out_channels):
+  """The patches-times-weights form computes ReLU(conv(x)) and its gradients for x, the weights and the bias."""
+  x_values = np.random.default_rng(0).normal(size=(batch, channels, size, size)).astype(np.float32)
+  Tensor.manual_seed(0)
+  conv = nn.Conv2d(channels, out_channels, kernel, stride=stride)
+  results = []
+  for as_product in (False, True):
+    x, conv.weight.grad, conv.bias.grad = Tensor(x_values).realize(), None, None
+    y = conv_relu(x, conv, as_product)
+    (y * y).sum().backward()  # a loss that weighs every output differently
+    results.append([t.numpy() for t in (y, x.grad, conv.weight.grad, conv.bias.grad)])
+  assert results[0][0].max() > 0 and (results[0][0] == 0).any()  # the ReLU is active and cuts
+  for stock, product in zip(*results):
+    np.testing.assert_allclose(product, stock, rtol=1e-5, atol=1e-5 * np.abs(stock).max())
+
+
+def test_weight_gradients_are_summed_in_groups_of_whole_tiles():
+  assert [_row_groups(rows) for rows in (12800, 2592, 1568, 800, 400, 81)] == [25, 6, 4, 2, 1, 1]
 
 
 def test_minatar_cnn_takes_channels_last_booleans_and_noisy_layers_in_order():

@@ -8,9 +8,52 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tinygrad import Tensor, dtypes, nn
 
 from tinydqn.errors import UserError
+from tinydqn.fast import wide_kernels_wanted
 from tinydqn.networks import Noise, apply_dense, cpu_view, dense, dense_views, numpy_dense
 
 def _out(size: int, kernel: int, stride: int) -> int: return (size - kernel) // stride + 1
+
+
+def convs_as_products(device: str) -> bool:
+  """Whether convolutions on `device` run as matrix products over explicit patches (`conv_relu`): on the CPU with
+  tinydqn's wide kernels (not with `TINYDQN_WIDE=0`), whose matmul tiles those products get (BENCHMARKS.md, "Nature
+  CNN step"). Other devices keep tinygrad's convolution."""
+  return device.split(":")[0] == "CPU" and wide_kernels_wanted()
+
+
+def conv_relu(x: Tensor, conv: nn.Conv2d, as_product: bool) -> Tensor:
+  """ReLU(conv(x)) for channels-first `x` (no padding), with `as_product` as a matrix product of the patches (each
+  output pixel's window as a row, im2col) by the weights. tinygrad's convolution is one kernel with three reduction
+  axes, which the wide kernels' matmul rule does not tile, and its input gradient sums 5 × 5 masked copies of each
+  window where 2 × 2 overlap (for the Nature CNN's second layer: half of the whole step). The patches, the gradient
+  of the pre-ReLU product and the per-group weight gradients get buffers of their own (`contiguous_backward`), so
+  the product, both of its gradients and the ReLU mask are each a kernel of plain shape. Returns a channels-first
+  view of a channels-last buffer; the same numbers as `conv(x).relu()` within float rounding."""
+  if not as_product: return conv(x).relu()
+  (b, c), (out_channels, _, kh, kw) = x.shape[:2], conv.weight.shape
+  stride_h, stride_w = (conv.stride, conv.stride) if isinstance(conv.stride, int) else conv.stride
+  windows = x.unfold(2, kh, stride_h).unfold(3, kw, stride_w)  # [B, C, OH, OW, kh, kw]
+  oh, ow = windows.shape[2:4]
+  groups = _row_groups(b * oh * ow)
+  patches = windows.permute(0, 2, 3, 1, 4, 5).reshape(groups, -1, c * kh * kw).contiguous().contiguous_backward()
+  weight = conv.weight.reshape(1, out_channels, -1).expand(groups, out_channels, c * kh * kw).contiguous_backward()
+  pre = (patches @ weight.transpose(1, 2) + conv.bias).contiguous_backward()
+  return pre.relu().contiguous().reshape(b, oh, ow, out_channels).permute(0, 3, 1, 2)  # stored channels-last
+
+
+def _row_groups(rows: int, most: int = 512) -> int:
+  """How many groups of patch rows the weights' gradient is summed in: the largest group of at most `most` rows
+  that is a whole number of 8-row tiles and divides `rows` (1 group where none does). Summed over all rows in one
+  go, each of its register tiles walks the whole patch matrix, out of cache; in groups, each partial sum stays in
+  cache and one small kernel adds the partial sums."""
+  size = next((n for n in range(min(most, rows) // 8 * 8, 0, -8) if rows % n == 0), rows)
+  return rows // size
+
+
+def _flat(x: Tensor, as_product: bool) -> Tensor:
+  """The features of `conv_relu`'s output in channels-first order, [B, C·H·W]; a product's channels-last result is
+  copied first (small), so the dense layer multiplies a plain matrix and its input gradient is a plain product."""
+  return (x.contiguous().contiguous_backward() if as_product else x).flatten(1)
 
 
 class NatureCNN:
@@ -28,8 +71,9 @@ class NatureCNN:
 
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
     x = obs.cast(dtypes.float32) / 255.0 if obs.dtype == dtypes.uint8 else obs.cast(dtypes.float32)
-    for conv in self.convs: x = conv(x).relu()
-    return apply_dense(self.hidden, x.flatten(1), noise).relu()
+    as_product = convs_as_products(x.device)
+    for conv in self.convs: x = conv_relu(x, conv, as_product)
+    return apply_dense(self.hidden, _flat(x, as_product), noise).relu()
 
 
 class MinAtarCNN:
@@ -43,8 +87,9 @@ class MinAtarCNN:
     self.features = 128
 
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
-    x = self.conv(obs.cast(dtypes.float32).permute(0, 3, 1, 2)).relu()
-    return apply_dense(self.hidden, x.flatten(1), noise).relu()
+    as_product = convs_as_products(obs.device)
+    x = conv_relu(obs.cast(dtypes.float32).permute(0, 3, 1, 2), self.conv, as_product)
+    return apply_dense(self.hidden, _flat(x, as_product), noise).relu()
 
   def numpy_forward(self) -> Callable[[np.ndarray, Iterator | None], np.ndarray]:
     """The same computation in numpy on zero-copy weight views, so acting needs no tinygrad call (costs in

@@ -7,7 +7,8 @@
   (minutes on two cores); the choice is cached per machine. Searched kernels may round differently, so such a run
   is reproducible with the same kernel cache, not across machines. Under BEAM, tinygrad's search picks every
   kernel's tiling, including the matmuls `tinydqn.wide_kernels` would otherwise tile by rule.
-- `TINYDQN_WIDE=0` keeps tinygrad's stock CPU kernels (see `tinydqn.wide_kernels`, on by default for CPU agents).
+- `TINYDQN_WIDE=0` keeps tinygrad's stock CPU kernels and convolutions (see `tinydqn.wide_kernels` and
+  `tinydqn.conv.conv_relu`, on by default for CPU agents).
 
 Figures: BENCHMARKS.md, "CPU kernels". `wait_for_device` is how the agent waits for HCQ2's asynchronous kernels
 without taking a core from them.
