@@ -78,6 +78,19 @@ def test_numpy_acting_equals_tinygrad_forward_after_training(small_config, dueli
   assert (agent.q_values(obs).argmax(1) == tinygrad_only.q_values(obs).argmax(1)).all()
 
 
+@pytest.mark.cpu_only
+def test_jitted_acting_through_host_views_follows_new_observations_and_weights(small_config):
+  """Networks without a numpy forward (the CNNs) act through a jit that reads observations written in place: each
+  call must see its own observations and the weights the last gradient steps left."""
+  agent = make_agent(small_config)
+  agent._numpy_q = None  # act through the jit, as the Nature CNN does
+  rng, buf = np.random.default_rng(0), filled_buffer()
+  for _ in range(3):
+    for obs in (rng.normal(size=(5, 4)).astype(np.float32) for _ in range(3)):
+      np.testing.assert_allclose(agent.q_values(obs), agent.online(Tensor(obs)).numpy(), rtol=1e-5, atol=1e-6)
+    step(agent, rng, buf, n=2)
+
+
 def test_dueling_head_is_value_plus_centered_advantage(small_config):
   agent = make_agent(small_config.replace(dueling=True))
   obs = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)

@@ -50,6 +50,32 @@ def test_training_continues_identically_after_load(tmp_path, small_config):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("saved_fused", [True, False])
+def test_a_state_saved_with_the_other_optimizer_layout_continues_the_same(monkeypatch, small_config, saved_fused):
+  """Large networks keep the optimizer's moments per parameter, small ones in one flat buffer; a state written in
+  one layout (e.g. before the choice went by size) loads into the other and trains on as it would have."""
+  import tinydqn.agent
+  def agent_with(fused: bool, seed: int):
+    monkeypatch.setattr(tinydqn.agent, "FUSED_OPTIMIZER_MAX_PARAMS", 10**9 if fused else 0)
+    return make_agent(small_config, seed=seed)
+  source = agent_with(saved_fused, seed=1)
+  rng, buf = np.random.default_rng(0), filled_buffer()
+  for _ in range(3):
+    buf.sample_into(source.batch, rng)
+    source.update()
+  state = {k: v.numpy() for k, v in source.state_dict().items()}
+  assert ("optimizer.m.1" in state) != saved_fused
+  restored = agent_with(not saved_fused, seed=99)
+  restored.load_state_dict(state)
+  for agent in (source, restored):
+    rng, buf = np.random.default_rng(7), filled_buffer(seed=3)
+    for _ in range(3):
+      buf.sample_into(agent.batch, rng)
+      agent.update()
+  for a, b in zip(params_numpy(source.online), params_numpy(restored.online)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_loading_an_incompatible_state_is_refused(tmp_path, small_config):
   save_checkpoint(trained_agent(small_config), 1, (4,), np.dtype(np.float32), tmp_path / "c")
   other = make_agent(small_config.replace(net_arch=(8,)))

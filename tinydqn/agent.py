@@ -73,6 +73,34 @@ def _jit_capturing_first_call(fn: Callable[[], object]) -> TinyJit:
   return jit
 
 
+FUSED_OPTIMIZER_MAX_PARAMS = 1_000_000
+
+
+def fused_optimizer(params: list[Tensor]) -> bool:
+  """Whether the optimizer keeps its state for all parameters in one buffer. Fused, an update has 8 fewer kernels,
+  which matters for small networks; but each step then concatenates all parameters and gradients and splits them
+  back, which for the Nature CNN's 1.7M parameters cost more than the launches it saves (BENCHMARKS.md, "Nature CNN
+  step")."""
+  return sum(p.numel() for p in params) <= FUSED_OPTIMIZER_MAX_PARAMS
+
+
+def optimizer_layout(arrays: dict[str, np.ndarray], own: dict[str, Tensor], shapes: list[tuple[int, ...]]) -> dict[str, np.ndarray]:
+  """`arrays` (a saved state) with its optimizer moments in the layout `own` has: one flat buffer per moment
+  (`optimizer.m.0`, fused) or one per parameter (`optimizer.m.0` … `optimizer.m.{n-1}`, in parameter order). A
+  checkpoint written before `fused_optimizer` chose by size has the other layout for large networks."""
+  out, sizes = dict(arrays), [int(np.prod(shape)) for shape in shapes]
+  for key in [k for k in own if k.startswith("optimizer.") and k.endswith(".0")]:
+    stem = key[:-2]
+    split_here = f"{stem}.1" in own
+    if split_here and f"{stem}.1" not in out and key in out and out[key].size == sum(sizes):
+      flat = out.pop(key).reshape(-1)
+      out.update({f"{stem}.{i}": part.reshape(shape) for i, (part, shape) in
+                  enumerate(zip(np.split(flat, np.cumsum(sizes)[:-1]), shapes))})
+    elif not split_here and f"{stem}.1" in out:
+      out[key] = np.concatenate([out.pop(f"{stem}.{i}").reshape(-1) for i in range(len(shapes))])
+  return out
+
+
 class DQNAgent:
   """Q(·; θ) and Q̂(·; θ⁻), trained from minibatches staged in `self.batch`.
 
@@ -101,10 +129,10 @@ class DQNAgent:
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
       self._target_is_copy = True  # θ⁻ == θ: a hard sync now would copy equal values (skipped; see sync_target)
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
-      # fused: the optimizer keeps its state for all parameters in one buffer (8 fewer kernels per update)
-      self.optimizer = Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=True) if config.optimizer == "adam" else \
+      fused = fused_optimizer(params)
+      self.optimizer = Adam(params, lr=config.learning_rate, eps=config.adam_eps, fused=fused) if config.optimizer == "adam" else \
           RMSprop(params, lr=config.learning_rate, eps_inside_root=config.optimizer == "rmsprop", momentum=config.momentum,
-                  fused=True)
+                  fused=fused)
       # Jit inputs, preallocated once: the sampler writes into `self.batches[k]`, the jit reads the tensors.
       # A fused call takes `fuse` minibatches (and noise draws), each in its own buffers: the steps' kernels are
       # then the single step's kernels on other buffers (same code, same kernel-search cache entries).
@@ -271,20 +299,22 @@ class DQNAgent:
     """Q(φ, ·) for a batch of observations, as numpy (expected returns with a distributional head). Noisy nets
     use their mean weights unless `noise` is given."""
     if self._numpy_q is not None: return self._numpy_q(obs, noise)
-    key = (obs.shape[0], noise is not None)
-    names = ["obs", *noise_names(len(noise or []))]
+    key, arrays = (obs.shape[0], noise is not None), [obs, *_flat(noise or [])]
     if key not in self._jit_q:
-      arrays = [np.zeros_like(obs), *_flat(noise or [])]
-      staged = [to_device(a, self.device).contiguous().realize() for a in arrays]
-      def forward(obs: Tensor, **flat: Tensor) -> Tensor:
+      staged = [to_device(np.zeros_like(a), self.device).contiguous() for a in arrays]
+      Tensor.realize(*staged)
+      def forward() -> Tensor:  # like the update's jits, reads fixed buffers: no arguments to re-derive per call
         with Context(**default_device(self.device)):
-          layer_noise = _pairs([flat[name] for name in names[1:]]) if flat else None
-          return self.head.q_values(self.online(obs, layer_noise)).realize()
-      self._jit_q[key] = (staged, TinyJit(forward))
-    staged, forward = self._jit_q[key]
-    for t, a in zip(staged, [obs, *_flat(noise or [])]): t.assign(to_device(a, self.device))
-    Tensor.realize(*staged)
-    return forward(**dict(zip(names, staged))).numpy()
+          return self.head.q_values(self.online(staged[0], _pairs(staged[1:]) if noise is not None else None)).realize()
+      self._jit_q[key] = (staged, [cpu_view(t) for t in staged] if self._zero_copy else None,
+                          _jit_capturing_first_call(forward))
+    staged, host, forward = self._jit_q[key]
+    if host is not None:  # written in place through host views (the last read waited for the device)
+      for view, a in zip(host, arrays): view[...] = a
+    else:
+      for t, a in zip(staged, arrays): t.assign(to_device(a, self.device))
+      Tensor.realize(*staged)
+    return self.read(forward())
 
   def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """ε-greedy for a batch of observations (one per env): each action is random with probability ε,
@@ -314,6 +344,7 @@ class DQNAgent:
   def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
     """Copies values into the existing tensors, in place, so jitted functions and views see them."""
     own = self.state_dict()
+    arrays = optimizer_layout(arrays, own, [tuple(p.shape) for p in self.optimizer.params])
     if set(own) != set(arrays):
       missing, extra = sorted(set(own) - set(arrays)), sorted(set(arrays) - set(own))
       raise ValueError(f"state does not match this agent (missing {missing[:3]}, unexpected {extra[:3]})")
