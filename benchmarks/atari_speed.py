@@ -35,7 +35,7 @@ def tinydqn_child(learning_starts: int, steps: int) -> dict:
   Tensor.manual_seed(0)
   agent, rng = DQNAgent(config, shape, dtype, n_actions), np.random.default_rng(0)
   memory = FrameReplayBuffer(config.buffer_size, shape, dtype)
-  obs, _ = envs.reset(seed=0)
+  obs = envs.reset(seed=0)[0].copy()  # the vector env reuses its observation array (copy=False)
   phases = {"act": 0.0, "env": 0.0, "store": 0.0, "learn": 0.0}
   updates: list[float] = []
   for step in range(1, learning_starts + steps + 1):
@@ -48,7 +48,7 @@ def tinydqn_child(learning_starts: int, steps: int) -> dict:
     t2 = time.perf_counter()
     memory.add(obs, actions, np.clip(rewards, -1, 1), last_observations(next_obs, infos, terminated | truncated),
                terminated, truncated)
-    obs = next_obs
+    obs = next_obs.copy()
     t3 = time.perf_counter()
     if step > learning_starts and step % config.train_freq == 0:
       memory.sample_into(agent.batch, rng)
