@@ -118,7 +118,7 @@ class DQNAgent:
     self.config, self.n_actions = config, n_actions
     program_cache.install()  # CPU kernels built by an earlier process on this machine are read back, not rebuilt
     self.device = resolve_device(device)
-    if self.device.split(":")[0] == "CPU" and wide_kernels_wanted(): wide_kernels.install()
+    if wide_kernels_wanted(self.device): wide_kernels.install()
     def network() -> QNetwork:
       torso = build_torso(config, obs_shape)
       return QNetwork(torso, build_head(config, torso.features, n_actions, noisy_sigma0(config)))

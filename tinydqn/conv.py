@@ -18,7 +18,7 @@ def convs_as_products(device: str) -> bool:
   """Whether convolutions on `device` run as matrix products over explicit patches (`conv_relu`): on the CPU with
   tinydqn's wide kernels (not with `TINYDQN_WIDE=0`), whose matmul tiles those products get (BENCHMARKS.md, "Nature
   CNN step"). Other devices keep tinygrad's convolution."""
-  return device.split(":")[0] == "CPU" and wide_kernels_wanted()
+  return wide_kernels_wanted(device)
 
 
 def conv_relu(x: Tensor, conv: nn.Conv2d, as_product: bool) -> Tensor:
@@ -50,7 +50,7 @@ def _row_groups(rows: int, most: int = 512) -> int:
   return rows // size
 
 
-def _flat(x: Tensor, as_product: bool) -> Tensor:
+def _features(x: Tensor, as_product: bool) -> Tensor:
   """The features of `conv_relu`'s output in channels-first order, [B, C·H·W]; a product's channels-last result is
   copied first (small), so the dense layer multiplies a plain matrix and its input gradient is a plain product."""
   return (x.contiguous().contiguous_backward() if as_product else x).flatten(1)
@@ -73,7 +73,7 @@ class NatureCNN:
     x = obs.cast(dtypes.float32) / 255.0 if obs.dtype == dtypes.uint8 else obs.cast(dtypes.float32)
     as_product = convs_as_products(x.device)
     for conv in self.convs: x = conv_relu(x, conv, as_product)
-    return apply_dense(self.hidden, _flat(x, as_product), noise).relu()
+    return apply_dense(self.hidden, _features(x, as_product), noise).relu()
 
 
 class MinAtarCNN:
@@ -89,7 +89,7 @@ class MinAtarCNN:
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
     as_product = convs_as_products(obs.device)
     x = conv_relu(obs.cast(dtypes.float32).permute(0, 3, 1, 2), self.conv, as_product)
-    return apply_dense(self.hidden, _flat(x, as_product), noise).relu()
+    return apply_dense(self.hidden, _features(x, as_product), noise).relu()
 
   def numpy_forward(self) -> Callable[[np.ndarray, Iterator | None], np.ndarray]:
     """The same computation in numpy on zero-copy weight views, so acting needs no tinygrad call (costs in

@@ -58,9 +58,10 @@ def warn_without_command_queue(device: str) -> None:
   _warned_without_queue = True
 
 
-def wide_kernels_wanted() -> bool:
-  """Whether CPU agents compile with `tinydqn.wide_kernels` (on unless TINYDQN_WIDE=0)."""
-  return os.environ.get("TINYDQN_WIDE", "1") != "0"
+def wide_kernels_wanted(device: str) -> bool:
+  """Whether agents on `device` compile with `tinydqn.wide_kernels` (and compute convolutions as products): on the
+  CPU unless TINYDQN_WIDE=0."""
+  return device.split(":")[0] == "CPU" and os.environ.get("TINYDQN_WIDE", "1") != "0"
 
 
 def wait_for_device(device: str, timeout_s: float = 600.0) -> None:
