@@ -17,14 +17,18 @@ import tempfile
 import time
 from collections import defaultdict
 
-from gymnasium.vector import SyncVectorEnv
-from tinygrad import Device
+from tinydqn.fast import use_fast_kernels
 
-import tinydqn.train as train_module
-from tinydqn.agent import DQNAgent
-from tinydqn.buffers import ReplayBuffer
-from tinydqn.config import Config
-from tinydqn.logger import CsvLog, Progress
+use_fast_kernels()  # as `tinydqn train` does: HCQ2 for the CPU unless the environment says otherwise
+
+from tinygrad import Device  # noqa: E402 (tinygrad reads HCQ2 when first imported)
+
+import tinydqn.train as train_module  # noqa: E402
+from tinydqn.agent import DQNAgent  # noqa: E402
+from tinydqn.buffers import ReplayBuffer  # noqa: E402
+from tinydqn.config import Config  # noqa: E402
+from tinydqn.envs import LeanSyncVectorEnv  # noqa: E402
+from tinydqn.logger import CsvLog, Progress  # noqa: E402
 
 CONFIGS = {
   "cleanrl": dict(env_id="CartPole-v1", total_timesteps=100_000, learning_rate=2.5e-4, batch_size=128,
@@ -35,7 +39,7 @@ CONFIGS = {
               learning_starts=1000, target_update_interval=10, train_freq=256, gradient_steps=128,
               exploration_fraction=0.16, exploration_final_eps=0.04, net_arch=(256, 256), eval_freq=0),
 }
-PHASES = [("env step", SyncVectorEnv, "step"), ("act", DQNAgent, "act"), ("store", ReplayBuffer, "add"),
+PHASES = [("env step", LeanSyncVectorEnv, "step"), ("act", DQNAgent, "act"), ("store", ReplayBuffer, "add"),
           ("sample", ReplayBuffer, "sample_into"), ("update", DQNAgent, "update"), ("update", DQNAgent, "updates"),
           ("target sync", DQNAgent, "sync_target"), ("logging", CsvLog, "write"), ("logging", Progress, "update"),
           ("evaluation", train_module, "evaluate")]

@@ -70,6 +70,29 @@ def test_final_observation_of_a_reset_env_is_stored():
   assert real.tolist() == [[1.0], [9.0], [3.0]] and next_obs.tolist() == [[1.0], [2.0], [3.0]]
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "FrozenLake-v1"])  # FrozenLake: one-hot observations, infos
+def test_lean_vector_env_steps_as_gymnasiums_does(env_id):
+  """make_vector_env's shorter step returns what Gymnasium's SyncVectorEnv returns for the same envs and actions:
+  observations, rewards, ends, and infos (final observations of reset envs, each env's own info) through resets."""
+  from functools import partial
+  from gymnasium.vector import AutoresetMode, SyncVectorEnv
+  from tinydqn.envs import make_env, make_vector_env
+  lean = make_vector_env(env_id, 3)
+  stock = SyncVectorEnv([partial(make_env, env_id) for _ in range(3)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+  assert type(lean) is not SyncVectorEnv and np.array_equal(lean.reset(seed=5)[0], stock.reset(seed=5)[0])
+  actions, ends = np.random.default_rng(0).integers(lean.single_action_space.n, size=(300, 3)), 0
+  for a in actions:
+    (lean_obs, *lean_rest, lean_info), (stock_obs, *stock_rest, stock_info) = lean.step(a), stock.step(a)
+    assert np.array_equal(lean_obs, stock_obs) and all(np.array_equal(x, y) for x, y in zip(lean_rest, stock_rest))
+    assert lean_info.keys() == stock_info.keys()
+    for key in lean_info:
+      if key == "final_obs":
+        assert all((x is None and y is None) or np.array_equal(x, y) for x, y in zip(lean_info[key], stock_info[key]))
+      elif key != "final_info": assert np.array_equal(lean_info[key], stock_info[key]), key
+    ends += int(stock_rest[1].sum() + stock_rest[2].sum())
+  assert ends >= 10  # the comparison went through many resets
+
+
 @pytest.mark.parametrize("num_envs", [1, 4])
 def test_stored_transitions_chain_into_each_other(tmp_path, num_envs):
   """What the loop stores is the trajectory the envs took: within an episode each transition starts where the one

@@ -323,11 +323,14 @@ class DQNAgent:
     if self._act_noise:
       factorized_noise(rng, self._online_noise_shapes, self._act_noise)
       noise = self._act_noise
+    # The draws come first and Q only where an env acts greedily: the same numbers from rng as drawing after it
+    # (Q takes none), and no forward pass for a step that explores.
+    if len(obs) == 1:  # one env: scalar draws take the same numbers from rng as size-1 arrays, in less time
+      if rng.random() < epsilon: return np.array([rng.integers(self.n_actions)])
+      return self.q_values(obs, noise).argmax(axis=1)
+    explore = rng.random(len(obs)) < epsilon
+    if explore.all(): return rng.integers(self.n_actions, size=len(obs))
     actions = self.q_values(obs, noise).argmax(axis=1)
-    if len(actions) == 1:  # one env: scalar draws take the same numbers from rng as size-1 arrays, in less time
-      if rng.random() < epsilon: actions[0] = rng.integers(self.n_actions)
-      return actions
-    explore = rng.random(len(actions)) < epsilon
     if explore.any(): actions[explore] = rng.integers(self.n_actions, size=int(explore.sum()))
     return actions
 

@@ -45,15 +45,39 @@ def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float 
   return env
 
 
-def make_vector_env(env_id: str, num_envs: int, sticky_actions: float = 0.0) -> SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, sticky_actions: float = 0.0) -> LeanSyncVectorEnv:
   """`num_envs` copies of `make_env(env_id)` stepped together. Same-step autoreset: an env that finishes
   returns the next episode's first observation, and the true last one in info["final_obs"]. make_env's
   UserErrors come straight out of the constructor, which builds the envs.
 
   copy=False: reset and step return the vector env's own observation array, overwritten by the next step; a
   caller that keeps an observation copies it (a deep copy per step is most of what copy=True costs)."""
-  return SyncVectorEnv([partial(make_env, env_id, sticky_actions=sticky_actions) for _ in range(num_envs)],
-                       autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+  return LeanSyncVectorEnv([partial(make_env, env_id, sticky_actions=sticky_actions) for _ in range(num_envs)],
+                           autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+
+
+class LeanSyncVectorEnv(SyncVectorEnv):
+  """Gymnasium's SyncVectorEnv with a shorter `step` for what `make_vector_env` builds (Box observations, same-step
+  autoreset, copy=False): the same results, without the generic per-step work (an iterator over the action space,
+  merging each env's info dict even when it is empty, stacking observations through the space). For CartPole that
+  work cost more than the environment's own step (BENCHMARKS.md, "The loop's host work")."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    if not isinstance(self.single_observation_space, spaces.Box) or self.autoreset_mode != AutoresetMode.SAME_STEP:
+      raise ValueError("LeanSyncVectorEnv steps Box observations with same-step autoreset only")
+
+  def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    infos: dict = {}
+    for i, env in enumerate(self.envs):
+      obs, self._rewards[i], self._terminations[i], self._truncations[i], info = env.step(actions[i])
+      if self._terminations[i] or self._truncations[i]:
+        infos = self._add_info(infos, {"final_obs": obs, "final_info": info}, i)
+        obs, info = env.reset()
+      self._env_obs[i] = self._observations[i] = obs
+      if info: infos = self._add_info(infos, info, i)
+    self._autoreset_envs = self._terminations | self._truncations
+    return self._observations, self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), infos
 
 
 def last_observations(next_obs: np.ndarray, infos: dict, done: np.ndarray) -> np.ndarray:
