@@ -10,6 +10,7 @@ PNG of greedy return against training wall-clock.
     .venv/bin/python benchmarks/vs_sb3.py solve       # each library's best CartPole preset: time to solve
     .venv/bin/python benchmarks/vs_sb3.py cleanrl     # CleanRL's dqn.py CartPole config: env steps/s
     .venv/bin/python benchmarks/vs_sb3.py zoo --tinydqn-env HCQ2=1,BEAM=2   # tinygrad's levers, as `train --fast`
+    .venv/bin/python benchmarks/vs_sb3.py cleanrl --also lagged_acting=true  # and a tinydqn variant beside the default
 
 With BEAM in --tinydqn-env, one short untimed tinydqn run first fills tinygrad's kernel-search cache for the
 config's shapes (a one-off cost per machine, printed), so no timed run pays for the search.
@@ -88,13 +89,14 @@ def table(results: dict[str, list[dict]], total_steps: dict[str, int]) -> str:
       f"{sum(r['final_return'] >= SOLVED for r in rows)}/{len(rows)} | "
       f"{med([s['step'] for s in solves]) if solves else 'never'} | "
       f"{med([s['train_time_s'] for s in solves]) if solves else '-'} | {med([r['peak_rss_mb'] for r in rows])} |")
-  libs = list(results)
-  if len(libs) == 2:
-    a, b = (statistics.median(r["train_seconds"] for r in results[lib]) for lib in libs)
-    lines.append(f"\nratio of median train wall-clock {libs[0]} / {libs[1]}: **{a / b:.2f}**")
-    sa, sb = ([s["train_time_s"] for s in map(first_solve, results[lib]) if s] for lib in libs)
+  *ours, peer = list(results)  # every tinydqn variant against the peer (listed last)
+  lines.append("")
+  for lib in ours:
+    a, b = (statistics.median(r["train_seconds"] for r in results[name]) for name in (lib, peer))
+    lines.append(f"ratio of median train wall-clock {lib} / {peer}: **{a / b:.2f}**")
+    sa, sb = ([s["train_time_s"] for s in map(first_solve, results[name]) if s] for name in (lib, peer))
     if sa and sb:
-      lines.append(f"ratio of median time to first solve {libs[0]} / {libs[1]}: "
+      lines.append(f"ratio of median time to first solve {lib} / {peer}: "
                    f"**{statistics.median(sa) / statistics.median(sb):.2f}**")
   return "\n".join(lines)
 
@@ -104,7 +106,9 @@ def plot(results: dict[str, list[dict]], path: Path, title: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(7, 4))
-  for (lib, rows), color in zip(results.items(), ("tab:blue", "tab:orange")):
+  ours = iter(("tab:blue", "tab:green", "tab:purple"))
+  for lib, rows in results.items():
+    color = "tab:orange" if lib == "sb3" else next(ours)
     for i, r in enumerate(rows):
       ax.plot([e["train_time_s"] for e in r["evals"]], [e["mean_return"] for e in r["evals"]], color=color,
               alpha=0.5, label=lib if i == 0 else None)
@@ -122,6 +126,8 @@ def main() -> None:
   ap.add_argument("--out", default=str(HERE / "results"))
   ap.add_argument("--tinydqn-env", default="", metavar="VAR=VALUE,...",
                   help="environment for the tinydqn runs, e.g. HCQ2=1,BEAM=2 (tinygrad's opt-in levers)")
+  ap.add_argument("--also", action="append", default=[], metavar="FIELD=VALUE,...",
+                  help="one more tinydqn run per seed with these config fields changed, e.g. lagged_acting=true")
   args = ap.parse_args()
   if not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first (SB3 lives in its own venv)")
   if args.comparison == "zoo":  # the same hyperparameters in both libraries
@@ -133,6 +139,11 @@ def main() -> None:
   tiny_env = dict(kv.split("=", 1) for kv in args.tinydqn_env.split(",") if kv)
   if tiny_env: configs = {f"tinydqn ({' '.join(f'{k}={v}' for k, v in tiny_env.items())})": configs["tinydqn"],
                           "sb3": configs["sb3"]}
+  for fields in args.also:  # inserted after the default tinydqn run, so each seed runs both back to back
+    changes = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in fields.split(","))}
+    lib = next(iter(configs))
+    configs = {lib: configs[lib], f"tinydqn ({fields})": {**configs[lib], **changes},
+               **{k: v for k, v in configs.items() if k != lib}}
   if "BEAM" in tiny_env: warm_kernel_cache(configs[next(iter(configs))], tiny_env)
   seeds = range(args.seeds or {"zoo": 5, "solve": 10, "cleanrl": 3}[args.comparison])
   results: dict[str, list[dict]] = {lib: [] for lib in configs}
@@ -144,7 +155,8 @@ def main() -> None:
             f"RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  tag = args.comparison + ("_" + "_".join(f"{k}{v}" for k, v in tiny_env.items()) if tiny_env else "")
+  tag = args.comparison + ("_" + "_".join(f"{k}{v}" for k, v in tiny_env.items()) if tiny_env else "") + \
+      "".join("_" + fields.replace("=", "").replace(",", "_") for fields in args.also)
   (out / f"vs_sb3_{tag}.json").write_text(json.dumps(results, indent=1))
   print(f"\n### {args.comparison}: {', '.join(f'{k}: {v}' for k, v in configs.items())}\n")
   print(table(results, {lib: c["total_timesteps"] for lib, c in configs.items()}))

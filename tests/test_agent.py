@@ -242,3 +242,20 @@ def test_read_gives_the_step_statistics_as_numpy_does(small_config):
   step(agent, rng, buf, n=2)  # the same jit again: its output buffer is overwritten
   np.testing.assert_array_equal(read, kept)
   assert not np.array_equal(read, agent.read(agent.update()))
+
+
+def test_lagged_acting_acts_on_the_weights_from_before_the_latest_round(small_config):
+  """With lagged_acting, a round left running (`wait=False`) does not change the actions: they use θ as of the
+  latest `refresh_acting`, while greedy Q-values (evaluation) wait for the round and see the new θ."""
+  agent = make_agent(small_config.replace(lagged_acting=True, learning_rate=0.05))
+  memory, rng = filled_buffer(), np.random.default_rng(0)
+  obs = np.random.default_rng(1).normal(size=(256, 4)).astype(np.float32) * 2
+  agent.refresh_acting()
+  before = agent.q_values(obs).argmax(1)
+  agent.updates(8, lambda batch: memory.sample_into(batch, rng), wait=False)
+  assert (agent.act(obs, 0.0, rng) == before).all()
+  after = agent.q_values(obs).argmax(1)
+  assert (after != before).any()  # the round changed some greedy actions...
+  assert (agent.act(obs, 0.0, rng) == before).all()  # ...that acting does not see until the next round starts
+  agent.refresh_acting()
+  assert (agent.act(obs, 0.0, rng) == after).all()

@@ -1,5 +1,6 @@
 """tinygrad's CPU levers must not change results: HCQ2=1 trains bit-identically to the stock path, with
 bursts of gradient steps fused into one jitted call."""
+import json
 import os
 import subprocess
 import sys
@@ -7,12 +8,12 @@ import sys
 import pytest
 
 RUN = """
-import hashlib
+import hashlib, json
 from tinydqn.config import Config
 from tinydqn.train import train
 config = Config(env_id="CartPole-v1", seed=2, total_timesteps=1500, learning_starts=200, batch_size=32, train_freq=8,
                 gradient_steps=4, net_arch=(32, 32), target_update_interval=100, eval_freq=500, eval_episodes=2,
-                checkpoint_freq=0)
+                checkpoint_freq=0, **json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}"))
 result = train(config, sys.argv[1], progress=False)
 weights = (result.run_dir / "checkpoints" / "final.safetensors").read_bytes()
 print(hashlib.sha256(weights).hexdigest(), result.final_eval.mean_return)
@@ -21,12 +22,16 @@ print(hashlib.sha256(weights).hexdigest(), result.final_eval.mean_return)
 
 @pytest.mark.cpu_only  # HCQ2 is the CPU device's command queue
 @pytest.mark.parametrize("lever", ["HCQ2"])
-def test_lever_gives_bit_identical_training(tmp_path, lever):
+@pytest.mark.parametrize("fields", [{}, {"lagged_acting": True}, {"lagged_acting": True, "fused_updates": 1}],
+                         ids=["default", "lagged", "lagged-unfused"])
+def test_lever_gives_bit_identical_training(tmp_path, lever, fields):
+  """With lagged_acting, HCQ2 runs each round's last call while the loop acts and samples: the same numbers as the
+  stock path, which runs every kernel before returning, show that nothing read or rewrote a running step's buffers."""
   outputs = []
   for value in ("0", "1"):
     env = {**os.environ, lever: value}
-    proc = subprocess.run([sys.executable, "-c", "import sys\n" + RUN, str(tmp_path / f"{lever}{value}")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", "import sys\n" + RUN, str(tmp_path / f"{lever}{value}"), json.dumps(fields)],
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     outputs.append(proc.stdout.strip().splitlines()[-1])
   assert outputs[0] == outputs[1]

@@ -180,9 +180,9 @@ def test_resume_refuses_what_it_cannot_continue(reference, tmp_path):
 def test_nan_loss_stops_with_a_message_and_keeps_snapshots(tmp_path, monkeypatch):
   calls = {"n": 0}
   original = DQNAgent.update
-  def poisoned(self, *args):
+  def poisoned(self, *args, **kwargs):
     calls["n"] += 1
-    return Tensor([float("nan"), 0.0]) if calls["n"] > 300 else original(self, *args)
+    return Tensor([float("nan"), 0.0]) if calls["n"] > 300 else original(self, *args, **kwargs)
   monkeypatch.setattr(DQNAgent, "update", poisoned)
   with pytest.raises(TrainingDiverged, match="loss became nan"): train(CONFIG, tmp_path / "run", progress=False)
   snapshots = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
@@ -265,3 +265,25 @@ def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distributi
   assert written[-1].name == "step_000000000800"
   resume(tmp_path / "run", progress=False)
   assert_same_run(reference_run, tmp_path / "run")
+
+
+def test_lagged_acting_resumes_identically_and_differs_only_in_acting(tmp_path, monkeypatch):
+  """lagged_acting (each round of gradient steps runs while the loop goes on; actions use θ from before the
+  latest round) continues exactly across a crash between rounds, the lagged stats included; and it is another
+  run than the default: its actions lag, so its episodes differ."""
+  import tinydqn.train as training
+  config = CONFIG.replace(lagged_acting=True, total_timesteps=2000, num_envs=2)
+  reference_run = train(config, tmp_path / "ref", progress=False).run_dir
+  original, written = training.save_snapshot, []
+  class Crash(Exception): pass
+  def crash_after_second(*args, **kwargs):
+    written.append(original(*args, **kwargs))
+    if len(written) == 2: raise Crash
+    return written[-1]
+  monkeypatch.setattr(training, "save_snapshot", crash_after_second)
+  with pytest.raises(Crash): train(config, tmp_path / "run", progress=False)
+  monkeypatch.undo()
+  resume(tmp_path / "run", progress=False)
+  assert_same_run(reference_run, tmp_path / "run")
+  default = train(config.replace(lagged_acting=False), tmp_path / "default", progress=False).run_dir
+  assert deterministic(default / "metrics.csv") != deterministic(reference_run / "metrics.csv")

@@ -116,6 +116,7 @@ class DQNAgent:
     `host_views`: stage minibatches and act through zero-copy numpy views of the tensors (default: when
     the device is the CPU, the only one whose memory numpy can share); False uses tinygrad paths only."""
     self.config, self.n_actions = config, n_actions
+    self._running = False  # a call was left running on the device (lagged acting): wait before touching its buffers
     program_cache.install()  # CPU kernels built by an earlier process on this machine are read back, not rebuilt
     self.device = resolve_device(device)
     if wide_kernels_wanted(self.device): wide_kernels.install()
@@ -124,9 +125,13 @@ class DQNAgent:
       return QNetwork(torso, build_head(config, torso.features, n_actions, noisy_sigma0(config)))
     with Context(**default_device(self.device)):
       self.online, self.target = network(), network()
+      # lagged_acting: a third copy that acting reads, refreshed from θ when a round of gradient steps starts
+      self.acting = network() if config.lagged_acting else None
       self.head = self.online.head  # its loss and Q-value reduction are the only per-variant code of the update
-      Tensor.realize(*self.online.parameters(), *self.target.parameters())
+      Tensor.realize(*self.online.parameters(), *self.target.parameters(),
+                     *(self.acting.parameters() if self.acting is not None else []))
       self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
+      if self.acting is not None: Tensor.realize(*self._copy_online_to(self.acting))
       self._target_is_copy = True  # θ⁻ == θ: a hard sync now would copy equal values (skipped; see sync_target)
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
       fused = fused_optimizer(params)
@@ -166,6 +171,9 @@ class DQNAgent:
     self._update_fused = _jit_capturing_first_call(lambda: self._fused_steps(**self._fused_inputs)) if self.fuse > 1 else None
     self._sync = _jit_capturing_first_call(self._sync_step)
     self._numpy_q = NumpyQ(self.online) if self._zero_copy and has_numpy_forward(self.online) else None
+    self._acting_q = NumpyQ(self.acting) if self._numpy_q is not None and self.acting is not None else None
+    self._acting_copies = [(cpu_view(a), cpu_view(o)) for a, o in zip(self.acting.parameters(), self.online.parameters())] \
+        if self._acting_q is not None else []  # (acting, online) host views, for refresh_acting
     self._jit_q: dict[tuple[int, bool], tuple[list[Tensor], Callable[..., Tensor]]] = {}
     self._last_priorities: Tensor | None = None  # per-sample |δ| of the latest step, for prioritized replay
 
@@ -214,16 +222,17 @@ class DQNAgent:
     scale = (max_norm / (norm + 1e-6)).minimum(1.0).contiguous()  # computed once, not again in every parameter's kernel
     for p in params: p.grad = p.grad * scale
 
-  def update(self, rng: np.random.Generator | None = None) -> Tensor:
+  def update(self, rng: np.random.Generator | None = None, wait: bool = True) -> Tensor:
     """One gradient step on the minibatch in `self.batch` (with noisy nets, fresh noise from `rng` first).
     Returns a device tensor [loss, mean Q(φ, a)]; read it only when logging (reading waits for the device).
     `self.last_priorities` then gives each sample's |TD error| (C51: its cross-entropy) for prioritized replay,
-    read from the jit's output buffer: ask for it before the next step overwrites that buffer."""
+    read from the jit's output buffer: ask for it before the next step overwrites that buffer.
+    `wait=False` returns while the step may still run (see `_ran`)."""
+    self._wait_if_running()
     if rng is not None and self.noise: factorized_noise(rng, self._noise_shapes, self.noise)
     self._stage(self._inputs[:1], self._host[:1])
     stats, priorities = self._update()
-    self._target_is_copy = False
-    self._settle()
+    self._ran(wait)
     self._last_priorities = priorities
     return stats
 
@@ -233,23 +242,46 @@ class DQNAgent:
     reading costs more than the rest of a small step's host work."""
     return None if self._last_priorities is None else self.read(self._last_priorities)
 
-  def updates(self, count: int, sample: Callable[[Batch], object], rng: np.random.Generator | None = None) -> Tensor:
+  def updates(self, count: int, sample: Callable[[Batch], object], rng: np.random.Generator | None = None,
+              wait: bool = True) -> Tensor:
     """`count` gradient steps, each on a minibatch that `sample(batch)` writes into the batch it is given (then,
     with noisy nets, fresh noise from `rng`), in that order: the same draws and the same numbers as `count` calls
-    of `update`. Whole groups of `self.fuse` steps run as one jitted call. Returns the last step's [loss, mean Q]."""
+    of `update`. Whole groups of `self.fuse` steps run as one jitted call. Returns the last step's [loss, mean Q].
+    `wait=False` returns while the last call may still run (see `_ran`)."""
+    self._wait_if_running()
     stats, fused_calls = None, count // self.fuse if self.fuse > 1 else 0
-    for _ in range(fused_calls):
+    single_steps = count - fused_calls * self.fuse
+    for call in range(fused_calls):
       for batch, noise in zip(self.batches, self.noises):
         sample(batch)
         if rng is not None and noise: factorized_noise(rng, self._noise_shapes, noise)
       self._stage(self._inputs, self._host)
       stats, *_ = self._update_fused()
-      self._target_is_copy = False
-      self._settle()
-    for _ in range(count - fused_calls * self.fuse):
+      self._ran(wait or call < fused_calls - 1 or single_steps > 0)  # the sampler rewrites the staged batches next
+    for k in range(single_steps):
       sample(self.batch)
-      stats = self.update(rng)
+      stats = self.update(rng, wait=wait or k < single_steps - 1)
     return stats
+
+  def _ran(self, wait: bool) -> None:
+    """After a gradient step's call: θ has changed; wait for the device, or (`wait=False`) leave the call running
+    and wait only when something next reads θ or rewrites the step's inputs (`_wait_if_running`)."""
+    self._target_is_copy = False
+    if wait: self._settle()
+    else: self._running = self._zero_copy
+
+  def _wait_if_running(self) -> None:
+    if self._running: self._settle()
+
+  def refresh_acting(self) -> None:
+    """lagged_acting: acting reads θ from here on, waiting first for a call still running. The loop calls it as a
+    round of gradient steps starts, so actions until the next round use θ from before this one."""
+    self._wait_if_running()
+    if self._acting_q is not None:  # a copy between host views: no device work
+      for acting, online in self._acting_copies: acting[...] = online
+    elif self.acting is not None:
+      with Context(**default_device(self.device)): Tensor.realize(*self._copy_online_to(self.acting))
+      self._settle()
 
   def _stage(self, inputs: list[list[Tensor]], host: list[list[np.ndarray]]) -> None:
     """Without host views, copy the staged numpy arrays into the jit's input tensors. Through `to_device`: the
@@ -272,15 +304,20 @@ class DQNAgent:
     """With host views, wait for the device: numpy is about to read the weights or overwrite the batch, and
     some CPU command queues (tinygrad's HCQ2) run kernels asynchronously. Cheap when nothing is pending."""
     if self._zero_copy: wait_for_device(self.device)
+    self._running = False
 
   def set_learning_rate(self, lr: float) -> None:
     """Changes the optimizer's step size in place (the jitted step reads it from its buffer)."""
+    self._wait_if_running()
     if self._zero_copy: cpu_view(self.optimizer.lr)[:] = lr
     else: self.optimizer.lr.assign(Tensor([lr], device=self.device, dtype=self.optimizer.lr.dtype)).realize()
 
   def _copy_online_to_target(self, tau: float) -> None:
     pairs = zip(self.target.parameters(), self.online.parameters())
     Tensor.realize(*[t.assign(o.contiguous() if tau == 1.0 else tau * o + (1.0 - tau) * t) for t, o in pairs])
+
+  def _copy_online_to(self, net: QNetwork) -> list[Tensor]:
+    return [t.assign(o.contiguous()) for t, o in zip(net.parameters(), self.online.parameters())]
 
   def _sync_step(self) -> None:
     with Context(**default_device(self.device)): self._copy_online_to_target(self.config.tau)
@@ -290,15 +327,22 @@ class DQNAgent:
     last one: the zoo's schedule syncs every 10 env steps but trains every 256, so most copies would change nothing."""
     hard = self.config.tau == 1.0
     if hard and self._target_is_copy: return
-    self._sync()
+    self._sync()  # queued behind a step that may still run, and waited for with it
     self._settle()
     self._target_is_copy = hard
 
   # ---- acting ----
+  @property
+  def acts_in_numpy(self) -> bool:
+    """Whether acting runs in numpy on host views of the weights (the CPU device, a torso with a numpy forward)."""
+    return self._numpy_q is not None
+
   def q_values(self, obs: np.ndarray, noise: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """Q(φ, ·) for a batch of observations, as numpy (expected returns with a distributional head). Noisy nets
     use their mean weights unless `noise` is given."""
-    if self._numpy_q is not None: return self._numpy_q(obs, noise)
+    if self._numpy_q is not None:
+      self._wait_if_running()
+      return self._numpy_q(obs, noise)
     key, arrays = (obs.shape[0], noise is not None), [obs, *_flat(noise or [])]
     if key not in self._jit_q:
       staged = [to_device(np.zeros_like(a), self.device).contiguous() for a in arrays]
@@ -323,14 +367,15 @@ class DQNAgent:
     if self._act_noise:
       factorized_noise(rng, self._online_noise_shapes, self._act_noise)
       noise = self._act_noise
+    q_values = self._acting_q or self.q_values  # lagged: θ as of the latest refresh_acting, while θ may be changing
     # The draws come first and Q only where an env acts greedily: the same numbers from rng as drawing after it
     # (Q takes none), and no forward pass for a step that explores.
     if len(obs) == 1:  # one env: scalar draws take the same numbers from rng as size-1 arrays, in less time
       if rng.random() < epsilon: return np.array([rng.integers(self.n_actions)])
-      return self.q_values(obs, noise).argmax(axis=1)
+      return q_values(obs, noise).argmax(axis=1)
     explore = rng.random(len(obs)) < epsilon
     if explore.all(): return rng.integers(self.n_actions, size=len(obs))
-    actions = self.q_values(obs, noise).argmax(axis=1)
+    actions = q_values(obs, noise).argmax(axis=1)
     if explore.any(): actions[explore] = rng.integers(self.n_actions, size=int(explore.sum()))
     return actions
 
@@ -339,9 +384,11 @@ class DQNAgent:
     return {k: v for k, v in get_state_dict(self.optimizer).items() if not k.startswith("params.")}
 
   def state_dict(self) -> dict[str, Tensor]:
-    """Every tensor that defines the agent: online and target weights and the optimizer's state."""
-    return {**{f"online.{k}": v for k, v in get_state_dict(self.online).items()},
-            **{f"target.{k}": v for k, v in get_state_dict(self.target).items()},
+    """Every tensor that defines the agent: online and target weights, the optimizer's state, and with
+    lagged_acting the weights acting reads."""
+    self._wait_if_running()
+    nets = {"online": self.online, "target": self.target, **({"acting": self.acting} if self.acting is not None else {})}
+    return {**{f"{name}.{k}": v for name, net in nets.items() for k, v in get_state_dict(net).items()},
             **{f"optimizer.{k}": v for k, v in self._optimizer_state().items()}}
 
   def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:

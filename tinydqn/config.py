@@ -49,6 +49,11 @@ class Config:
   gradient_steps: int = _doc("Gradient steps each time training happens.", default=1)
   fused_updates: int = _doc("Run up to this many of those gradient steps in one jitted call (the same numbers as one "
                             "call each, less overhead; not with prioritized replay). 1 turns it off.", default=16)
+  lagged_acting: bool = _doc("Act on the weights from before the latest round of gradient steps, so that the round "
+                             "runs on a second core while the loop steps the envs (the CPU device, networks that act "
+                             "in numpy). Each action then lags one round (train_freq env steps); the run stays "
+                             "deterministic and resumable. Off: every action sees the latest weights (Algorithm 1).",
+                             default=False)
   target_update_interval: int = _doc("Update the target network every this many environment steps (C).",
                                      default=10_000)
   exploration_fraction: float = _doc("Fraction of total_timesteps over which ε falls linearly.", default=0.1)

@@ -53,6 +53,7 @@ class LoopState:
   episode_lengths: np.ndarray
   recent_returns: list[float]  # the last 10 episodic returns, for the progress line
   stats: list[float] | None = None  # [loss, mean Q] of the latest gradient step read back, as logged
+  pending_stats: list[float] | None = None  # read back by a snapshot, not logged yet (lagged_acting)
   elapsed: float = 0.0  # wall-clock seconds of training so far (time_s continues across a resume)
   eval_seconds: float = 0.0
   lives: np.ndarray | None = None  # Atari: each env's lives, to store a life loss as terminal
@@ -187,6 +188,9 @@ class _Run:
                                config.num_envs, config.n_step, config.gamma, config.prioritized, config.alpha,
                                config.priority_eps)
     self.agent = DQNAgent(config, self.obs_shape, self.obs_dtype, n_actions, device)
+    if config.lagged_acting and not self.agent.acts_in_numpy:
+      raise UserError(f"lagged_acting needs a network that acts in numpy on the CPU device (an MLP or MinAtar's CNN); "
+                      f"this run has {config.network!r} on {self.agent.device}")
     warn_without_command_queue(self.agent.device)
     if snapshot is None:
       self.envs = make_vector_env(config.env_id, config.num_envs, config.sticky_actions)
@@ -240,7 +244,8 @@ class _Run:
     if not done.any(): return
     for i in np.flatnonzero(done):
       state.episode += 1
-      loss, q_mean = self.read_stats()
+      # lagged_acting: the previous round's, read when this round started (reading now would wait for the step)
+      loss, q_mean = (state.stats or [math.nan, math.nan]) if self.config.lagged_acting else self.read_stats()
       elapsed = time.perf_counter() - self.start
       self.episodes_log.write({"step": state.step, "episode": state.episode,
                                "episodic_return": float(state.episode_returns[i]),
@@ -255,6 +260,9 @@ class _Run:
     config, agent, memory, rng, step = self.config, self.agent, self.memory, self.rng, self.state.step
     rounds = crossings(config.train_freq, before, step)
     if not rounds or not ready_to_learn(config, step, memory): return
+    if config.lagged_acting:  # acting keeps θ from before this round; the round runs while the loop goes on
+      agent.refresh_acting()
+      self.read_stats()
     if config.learning_rate_schedule != "constant": agent.set_learning_rate(learning_rate_at(config, step))
     if config.prioritized:  # each step's priorities are written back before the next minibatch is drawn
       beta = beta_at(config, step)
@@ -262,7 +270,8 @@ class _Run:
         drawn = memory.sample_into(agent.batch, rng, beta)
         self.pending = agent.update(rng)
         memory.update_priorities(drawn, agent.last_priorities)
-    else: self.pending = agent.updates(rounds * config.gradient_steps, lambda batch: memory.sample_into(batch, rng), rng)
+    else: self.pending = agent.updates(rounds * config.gradient_steps, lambda batch: memory.sample_into(batch, rng), rng,
+                                       wait=not config.lagged_acting)
 
   def sync_target(self, before: int) -> None:
     for _ in range(crossings(self.config.target_update_interval, before, self.state.step)): self.agent.sync_target()
@@ -298,12 +307,17 @@ class _Run:
   def read_stats(self) -> list[float]:
     """[loss, mean Q] of the latest gradient step (reading it waits for the device); stops a diverged run."""
     state = self.state
-    if self.pending is not None:
-      state.stats, self.pending = self.agent.read(self.pending).tolist(), None
+    self.fetch_stats()
+    if state.pending_stats is not None:
+      state.stats, state.pending_stats = state.pending_stats, None
       if not all(map(math.isfinite, state.stats)):
         raise TrainingDiverged(f"the loss became {state.stats[0]} by step {state.step}; snapshots before it are "
                                f"intact in {self.run_dir / 'checkpoints'} (try a lower learning_rate or max_grad_norm)")
     return state.stats or [float("nan"), float("nan")]
+
+  def fetch_stats(self) -> None:
+    """Reads the latest gradient step's [loss, mean Q] from the device into the loop state, not logged yet."""
+    if self.pending is not None: self.state.pending_stats, self.pending = self.agent.read(self.pending).tolist(), None
 
   def run_eval(self) -> EvalResult:
     state, eval_start = self.state, time.perf_counter()
@@ -317,7 +331,10 @@ class _Run:
 
   def write_snapshot(self) -> None:
     config, state = self.config, self.state
-    self.read_stats()
+    # Lagged acting logs each round's stats from the next round on: a snapshot keeps the latest unlogged, so a
+    # resumed run logs what the uninterrupted one does.
+    if config.lagged_acting: self.fetch_stats()
+    else: self.read_stats()
     state.elapsed = time.perf_counter() - self.start
     path = save_snapshot(self.run_dir / "checkpoints", state.step, self.agent, self.memory,
                          {"loop": asdict(state), "rng": self.rng.bit_generator.state, "envs": self.envs,
