@@ -5,6 +5,7 @@ logging and evaluation, measured by timing those calls inside an ordinary `train
     .venv/bin/python benchmarks/profile_loop.py --config zoo        # SB3 zoo CartPole config
     .venv/bin/python benchmarks/profile_loop.py --set num_envs=8
     .venv/bin/python benchmarks/profile_loop.py --plain              # no timers: env steps/s only
+    .venv/bin/python benchmarks/profile_loop.py --no-sync --set lagged_acting=true   # what each call costs the loop
 
 Timing wrappers cost ≈0.3 µs per call. On asynchronous devices the update is synchronized inside its timer
 so that its cost is not billed to the next act.
@@ -40,14 +41,17 @@ CONFIGS = {
               exploration_fraction=0.16, exploration_final_eps=0.04, net_arch=(256, 256), eval_freq=0),
 }
 PHASES = [("env step", LeanSyncVectorEnv, "step"), ("act", DQNAgent, "act"), ("store", ReplayBuffer, "add"),
+          ("round start (lagged_acting: wait, copy θ)", DQNAgent, "refresh_acting"),
           ("sample", ReplayBuffer, "sample_into"), ("update", DQNAgent, "update"), ("update", DQNAgent, "updates"),
           ("target sync", DQNAgent, "sync_target"), ("logging", CsvLog, "write"), ("logging", Progress, "update"),
-          ("evaluation", train_module, "evaluate")]
+          ("evaluation", train_module, "evaluate"), ("snapshot", train_module, "save_snapshot")]
 
 
-def instrument(totals: dict[str, float]) -> None:
+def instrument(totals: dict[str, float], sync: bool = True) -> None:
   """Wraps each phase's call; a phase's time excludes the phases called inside it (a fused burst of updates
-  draws its minibatches through `sample_into`, which is billed to "sample")."""
+  draws its minibatches through `sample_into`, which is billed to "sample"). `sync`: wait for the device at the
+  end of each update, so that its kernels are billed to it; without, an update is what it costs the loop (with
+  lagged_acting, the submission; the wait shows up at the next round's start)."""
   inner: list[float] = []  # per active timed call: seconds spent in timed calls nested inside it
   for phase, owner, name in PHASES:
     original = getattr(owner, name)
@@ -55,7 +59,7 @@ def instrument(totals: dict[str, float]) -> None:
       inner.append(0.0)
       t = time.perf_counter()
       out = _original(*args, **kwargs)
-      if _phase == "update": Device[args[0].device].synchronize()
+      if _phase == "update" and sync: Device[args[0].device].synchronize()
       elapsed = time.perf_counter() - t
       nested = inner.pop()
       totals[_phase] += elapsed - nested
@@ -69,11 +73,12 @@ def main() -> None:
   ap.add_argument("--config", choices=list(CONFIGS), default="cleanrl")
   ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override (JSON value)")
   ap.add_argument("--plain", action="store_true", help="no timers (they wait for the device after each update)")
+  ap.add_argument("--no-sync", action="store_true", help="timers that do not wait for the device after updates")
   args = ap.parse_args()
   overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
   config = Config(**{**CONFIGS[args.config], **overrides})
   totals: dict[str, float] = defaultdict(float)
-  if not args.plain: instrument(totals)
+  if not args.plain: instrument(totals, sync=not args.no_sync)
   with tempfile.TemporaryDirectory() as tmp:
     result = train_module.train(config, run_dir=f"{tmp}/run", progress=False)
   steps = config.total_timesteps

@@ -92,7 +92,7 @@ def test_killed_at_many_points_resumes_identically(reference, tmp_path):
   """Crashes inside snapshot writes (in the weights file, in the replay file, before the rename), then
   SIGKILLs at random steps, one after another on the same run; it must still equal the reference."""
   run, rng = tmp_path / "run", random.Random(0)
-  crash_points = [["safe_save", "2"], ["savez", "3"], ["rename", "4"]]  # the Nth snapshot, mid-write
+  crash_points = [["save_file", "2"], ["savez", "3"], ["rename", "4"]]  # the Nth snapshot, mid-write
   kills = 0
   proc = cli("train", "--run-dir", str(run), *FLAGS, driver=crash_points.pop(0))
   while True:
@@ -112,7 +112,7 @@ def test_killed_at_many_points_resumes_identically(reference, tmp_path):
 @pytest.mark.cpu_stage
 def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   run = tmp_path / "run"
-  cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "4"]).wait(timeout=300)  # dies in snapshot 4
+  cli("train", "--run-dir", str(run), *FLAGS, driver=["save_file", "4"]).wait(timeout=300)  # dies in snapshot 4
   snapshots = sorted((run / "checkpoints").glob("step_*"))
   assert [s.name for s in snapshots] == ["step_000000000400", "step_000000000800", "step_000000001200"]
   evaluated = cli("eval", str(run), "--json")  # an unfinished run is evaluated with its newest snapshot
@@ -134,7 +134,7 @@ def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
 @pytest.mark.cpu_stage
 def test_no_usable_snapshot_is_a_clear_error(tmp_path):
   run = tmp_path / "run"
-  cli("train", "--run-dir", str(run), *FLAGS, driver=["safe_save", "2"]).wait(timeout=300)
+  cli("train", "--run-dir", str(run), *FLAGS, driver=["save_file", "2"]).wait(timeout=300)
   (run / "checkpoints" / "step_000000000400" / "agent.safetensors").write_bytes(b"")
   with pytest.raises(UserError, match="no usable snapshot"): resume(run, progress=False)
   proc = cli("train", "--resume", str(run))
@@ -224,7 +224,7 @@ def test_snapshot_without_replay_still_resumes(tmp_path, monkeypatch):
     return original(self, *args)
   monkeypatch.setattr(ReplayBuffer, "sample_into", spy)
   proc = cli("train", "--run-dir", str(tmp_path / "run"), *FLAGS, "--total-timesteps", "1200", "--no-checkpoint-buffer",
-             driver=["safe_save", "2"])
+             driver=["save_file", "2"])
   proc.wait(timeout=300)
   assert not (tmp_path / "run" / "checkpoints" / "step_000000000400" / "replay.npz").exists()
   result = resume(tmp_path / "run", progress=False)

@@ -297,7 +297,7 @@ class DQNAgent:
     read through a host view where there is one, since Tensor.numpy() schedules a copy (hundreds of µs), and the
     loop reads the latest stats at every episode's end."""
     if not self._zero_copy: return t.numpy()
-    self._settle()
+    self._wait_if_running()
     return cpu_view(t).copy()
 
   def _settle(self) -> None:
@@ -358,7 +358,9 @@ class DQNAgent:
     else:
       for t, a in zip(staged, arrays): t.assign(to_device(a, self.device))
       Tensor.realize(*staged)
-    return self.read(forward())
+    q = forward()
+    self._running = self._zero_copy  # read() waits for it
+    return self.read(q)
 
   def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """ε-greedy for a batch of observations (one per env): each action is random with probability ε,
@@ -390,6 +392,10 @@ class DQNAgent:
     nets = {"online": self.online, "target": self.target, **({"acting": self.acting} if self.acting is not None else {})}
     return {**{f"{name}.{k}": v for name, net in nets.items() for k, v in get_state_dict(net).items()},
             **{f"optimizer.{k}": v for k, v in self._optimizer_state().items()}}
+
+  def state_arrays(self) -> dict[str, np.ndarray]:
+    """`state_dict` as numpy arrays: host views on the CPU (valid until the agent next changes), copies elsewhere."""
+    return {k: cpu_view(t) if self._zero_copy else t.numpy() for k, t in self.state_dict().items()}
 
   def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
     """Copies values into the existing tensors, in place, so jitted functions and views see them."""

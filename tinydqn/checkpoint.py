@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tinygrad.nn.state import safe_load, safe_save
+from safetensors.numpy import save_file
+from tinygrad.nn.state import safe_load
 
 import tinydqn
 from tinydqn.agent import DQNAgent
@@ -45,7 +46,9 @@ def save_checkpoint(agent: DQNAgent, step: int, obs_shape: tuple[int, ...], obs_
   stem.parent.mkdir(parents=True, exist_ok=True)
   weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
   tmp_weights = weights.with_name(weights.name + ".tmp")
-  safe_save(agent.state_dict(), str(tmp_weights))
+  # Written from host arrays: tinygrad's safe_save builds and schedules a copy graph for every save (≈ 75 ms for
+  # a small agent, ≈ 1 ms this way; BENCHMARKS.md, "The loop's host work, cut again"). tinygrad reads the file back.
+  save_file(agent.state_arrays(), str(tmp_weights))
   os.replace(tmp_weights, weights)
   info = {"format": FORMAT_VERSION, "tinydqn_version": tinydqn.__version__, "step": step,
           "weights": weights.name, "obs_shape": list(obs_shape), "obs_dtype": np.dtype(obs_dtype).name,
