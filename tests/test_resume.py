@@ -287,3 +287,10 @@ def test_lagged_acting_resumes_identically_and_differs_only_in_acting(tmp_path, 
   assert_same_run(reference_run, tmp_path / "run")
   default = train(config.replace(lagged_acting=False), tmp_path / "default", progress=False).run_dir
   assert deterministic(default / "metrics.csv") != deterministic(reference_run / "metrics.csv")
+
+
+def test_lagged_acting_without_numpy_acting_is_a_clear_error(tmp_path, monkeypatch):
+  """Off the CPU, or with the Nature CNN, acting goes through tinygrad and cannot read a lagged copy: say so."""
+  monkeypatch.setattr(DQNAgent, "acts_in_numpy", property(lambda self: False))
+  with pytest.raises(UserError, match="lagged_acting needs a network that acts in numpy"):
+    train(CONFIG.replace(lagged_acting=True), tmp_path / "run", progress=False)

@@ -190,7 +190,7 @@ class _Run:
     self.agent = DQNAgent(config, self.obs_shape, self.obs_dtype, n_actions, device)
     if config.lagged_acting and not self.agent.acts_in_numpy:
       raise UserError(f"lagged_acting needs a network that acts in numpy on the CPU device (an MLP or MinAtar's CNN); "
-                      f"this run has {config.network!r} on {self.agent.device}")
+                      f"this run has {type(self.agent.online.torso).__name__} on {self.agent.device}")
     warn_without_command_queue(self.agent.device)
     if snapshot is None:
       self.envs = make_vector_env(config.env_id, config.num_envs, config.sticky_actions)
