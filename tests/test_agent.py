@@ -244,6 +244,7 @@ def test_read_gives_the_step_statistics_as_numpy_does(small_config):
   assert not np.array_equal(read, agent.read(agent.update()))
 
 
+@pytest.mark.cpu_only  # lagged acting reads host views of the weights (elsewhere a run refuses it)
 def test_lagged_acting_acts_on_the_weights_from_before_the_latest_round(small_config):
   """With lagged_acting, a round left running (`wait=False`) does not change the actions: they use θ as of the
   latest `refresh_acting`, while greedy Q-values (evaluation) wait for the round and see the new θ."""

@@ -267,6 +267,7 @@ def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distributi
   assert_same_run(reference_run, tmp_path / "run")
 
 
+@pytest.mark.cpu_only  # lagged acting reads host views of the weights (elsewhere a run refuses it)
 def test_lagged_acting_resumes_identically_and_differs_only_in_acting(tmp_path, monkeypatch):
   """lagged_acting (each round of gradient steps runs while the loop goes on; actions use θ from before the
   latest round) continues exactly across a crash between rounds, the lagged stats included; and it is another
