@@ -130,8 +130,8 @@ class DQNAgent:
       self.head = self.online.head  # its loss and Q-value reduction are the only per-variant code of the update
       Tensor.realize(*self.online.parameters(), *self.target.parameters(),
                      *(self.acting.parameters() if self.acting is not None else []))
-      self._copy_online_to_target(tau=1.0)  # Q̂ starts as an exact copy of Q
-      if self.acting is not None: Tensor.realize(*self._copy_online_to(self.acting))
+      self._copy_online_to(self.target)  # Q̂ starts as an exact copy of Q
+      if self.acting is not None: self._copy_online_to(self.acting)
       self._target_is_copy = True  # θ⁻ == θ: a hard sync now would copy equal values (skipped; see sync_target)
       params = self.online.parameters()  # only θ is optimised; θ⁻ changes only through target syncs
       fused = fused_optimizer(params)
@@ -280,7 +280,7 @@ class DQNAgent:
     if self._acting_q is not None:  # a copy between host views: no device work
       for acting, online in self._acting_copies: acting[...] = online
     elif self.acting is not None:
-      with Context(**default_device(self.device)): Tensor.realize(*self._copy_online_to(self.acting))
+      with Context(**default_device(self.device)): self._copy_online_to(self.acting)
       self._settle()
 
   def _stage(self, inputs: list[list[Tensor]], host: list[list[np.ndarray]]) -> None:
@@ -312,15 +312,13 @@ class DQNAgent:
     if self._zero_copy: cpu_view(self.optimizer.lr)[:] = lr
     else: self.optimizer.lr.assign(Tensor([lr], device=self.device, dtype=self.optimizer.lr.dtype)).realize()
 
-  def _copy_online_to_target(self, tau: float) -> None:
-    pairs = zip(self.target.parameters(), self.online.parameters())
+  def _copy_online_to(self, net: QNetwork, tau: float = 1.0) -> None:
+    """net ← τ·θ + (1 − τ)·net, in place (a plain copy for τ = 1): the target net's syncs, and the acting copy."""
+    pairs = zip(net.parameters(), self.online.parameters())
     Tensor.realize(*[t.assign(o.contiguous() if tau == 1.0 else tau * o + (1.0 - tau) * t) for t, o in pairs])
 
-  def _copy_online_to(self, net: QNetwork) -> list[Tensor]:
-    return [t.assign(o.contiguous()) for t, o in zip(net.parameters(), self.online.parameters())]
-
   def _sync_step(self) -> None:
-    with Context(**default_device(self.device)): self._copy_online_to_target(self.config.tau)
+    with Context(**default_device(self.device)): self._copy_online_to(self.target, self.config.tau)
 
   def sync_target(self) -> None:
     """θ⁻ ← τ·θ + (1 − τ)·θ⁻ (a hard copy for τ = 1). A hard copy is skipped while θ has not changed since the
