@@ -244,14 +244,10 @@ def test_tinygrad_rng_state_round_trips():
   np.testing.assert_array_equal(Tensor.rand(5).numpy(), expected)
 
 
-@pytest.mark.parametrize("distribution", [dict(distributional=True, atoms=11, v_min=0.0, v_max=100.0),
-                                          dict(quantiles=7)], ids=["c51", "qrdqn"])
-def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distribution):
-  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs), with C51's head
-  and with QR-DQN's."""
+def crash_after_second_snapshot(config, tmp_path: Path, monkeypatch) -> tuple[Path, list[Path]]:
+  """Trains `config` uninterrupted into tmp_path/ref, then again into tmp_path/run, crashing right after its second
+  snapshot is written. Returns the reference run's directory and the snapshots the crashed run wrote."""
   import tinydqn.train as training
-  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, dueling=True, double_q=True, num_envs=2,
-                          total_timesteps=2000, **distribution)
   reference_run = train(config, tmp_path / "ref", progress=False).run_dir
   original, written = training.save_snapshot, []
   class Crash(Exception): pass
@@ -262,6 +258,17 @@ def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distributi
   monkeypatch.setattr(training, "save_snapshot", crash_after_second)
   with pytest.raises(Crash): train(config, tmp_path / "run", progress=False)
   monkeypatch.undo()
+  return reference_run, written
+
+
+@pytest.mark.parametrize("distribution", [dict(distributional=True, atoms=11, v_min=0.0, v_max=100.0),
+                                          dict(quantiles=7)], ids=["c51", "qrdqn"])
+def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distribution):
+  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs), with C51's head
+  and with QR-DQN's."""
+  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, dueling=True, double_q=True, num_envs=2,
+                          total_timesteps=2000, **distribution)
+  reference_run, written = crash_after_second_snapshot(config, tmp_path, monkeypatch)
   assert written[-1].name == "step_000000000800"
   resume(tmp_path / "run", progress=False)
   assert_same_run(reference_run, tmp_path / "run")
@@ -272,18 +279,8 @@ def test_lagged_acting_resumes_identically_and_differs_only_in_acting(tmp_path, 
   """lagged_acting (each round of gradient steps runs while the loop goes on; actions use θ from before the
   latest round) continues exactly across a crash between rounds, the lagged stats included; and it is another
   run than the default: its actions lag, so its episodes differ."""
-  import tinydqn.train as training
   config = CONFIG.replace(lagged_acting=True, total_timesteps=2000, num_envs=2)
-  reference_run = train(config, tmp_path / "ref", progress=False).run_dir
-  original, written = training.save_snapshot, []
-  class Crash(Exception): pass
-  def crash_after_second(*args, **kwargs):
-    written.append(original(*args, **kwargs))
-    if len(written) == 2: raise Crash
-    return written[-1]
-  monkeypatch.setattr(training, "save_snapshot", crash_after_second)
-  with pytest.raises(Crash): train(config, tmp_path / "run", progress=False)
-  monkeypatch.undo()
+  reference_run, _ = crash_after_second_snapshot(config, tmp_path, monkeypatch)
   resume(tmp_path / "run", progress=False)
   assert_same_run(reference_run, tmp_path / "run")
   default = train(config.replace(lagged_acting=False), tmp_path / "default", progress=False).run_dir
