@@ -143,3 +143,42 @@ def test_waiting_for_a_hung_queue_times_out(monkeypatch):
   hung = types.SimpleNamespace(workers=[types.SimpleNamespace(put=counter(5), done=counter(3))], synchronize=lambda: None)
   monkeypatch.setattr(tinygrad, "Device", {"FAKE": hung})
   with pytest.raises(TimeoutError, match="FAKE still has kernels queued after 0.05 s"): wait_for_device("FAKE", timeout_s=0.05)
+
+
+DIRECT_REPLAY = """
+import os
+os.environ["HCQ2"] = "1"
+import numpy as np
+from tinygrad import Tensor
+from tinydqn.agent import DQNAgent
+from tinydqn.buffers import ReplayBuffer
+from tinydqn.config import Config
+memory, rng = ReplayBuffer(256, (4,), np.float32, num_envs=256), np.random.default_rng(0)
+memory.add(rng.normal(size=(256, 4)), rng.integers(2, size=256), rng.normal(size=256), rng.normal(size=(256, 4)),
+           rng.random(256) < 0.1, np.zeros(256))
+agents = []
+for direct in (True, False):
+  Tensor.manual_seed(0)
+  agent = DQNAgent(Config(net_arch=(16, 16), batch_size=8, gradient_steps=4, fused_updates=2), (4,), np.dtype(np.float32), 2)
+  if not direct: agent._update._looked = agent._update_fused._looked = agent._sync._looked = True  # TinyJit's own replay
+  draws = np.random.default_rng(1)
+  for _ in range(3):
+    agent.updates(5, lambda batch: memory.sample_into(batch, draws))  # 2 fused calls, then one single step
+    agent.sync_target()
+  agents.append(agent)
+fast, stock = agents
+assert all(j._direct is not None for j in (fast._update, fast._update_fused, fast._sync)), "direct replay not in use"
+assert all(j._direct is None for j in (stock._update, stock._update_fused, stock._sync))
+for name, a in fast.state_arrays().items(): assert np.array_equal(a, stock.state_arrays()[name]), name
+print("ok")
+"""
+
+
+@pytest.mark.cpu_only
+def test_direct_replay_of_captured_jits_is_used_under_hcq2_and_changes_no_number():
+  """Under HCQ2 the agent's jits replay as one direct call of their submission program (tinydqn.jit_replay): the
+  weights, optimizer state and target after fused, single and sync calls equal TinyJit's own replay's bit for bit."""
+  proc = subprocess.run([sys.executable, "-c", DIRECT_REPLAY], capture_output=True, text=True, timeout=300,
+                        env={k: v for k, v in os.environ.items() if k not in ("TINYDQN_DIRECT_JIT", "DEBUG")})
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip().endswith("ok")

@@ -14,6 +14,7 @@ from tinydqn.config import Config
 from tinydqn import program_cache, wide_kernels
 from tinydqn.devices import default_device, resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
+from tinydqn.jit_replay import DirectReplay
 from tinydqn.heads import build_head
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
@@ -63,14 +64,15 @@ class RMSprop(Optimizer):
     return updates, self.mean_sq + self.mean + self.velocity
 
 
-def _jit_capturing_first_call(fn: Callable[[], object]) -> TinyJit:
-  """A TinyJit that captures `fn` on its first call instead of its second. tinygrad runs a function's first call
-  uncaptured so that one-time work (realizing buffers it reads for the first time) stays out of the capture; the
-  agent's jitted functions read only buffers realized beforehand (weights, optimizer state, staged inputs), and
-  building a fused step's graph one extra time was a second or more of every run's start-up."""
+def _jit_capturing_first_call(fn: Callable[[], object]) -> DirectReplay:
+  """A TinyJit that captures `fn` on its first call instead of its second, then replays as one direct call where
+  it can (`tinydqn.jit_replay`). tinygrad runs a function's first call uncaptured so that one-time work (realizing
+  buffers it reads for the first time) stays out of the capture; the agent's jitted functions read only buffers
+  realized beforehand (weights, optimizer state, staged inputs), and building a fused step's graph one extra time
+  was a second or more of every run's start-up."""
   jit = TinyJit(fn)
   jit.cnt = 1  # tinygrad 0.14: 0 runs uncaptured, 1 captures (and runs the capture), 2+ replay
-  return jit
+  return DirectReplay(jit)
 
 
 FUSED_OPTIMIZER_MAX_PARAMS = 1_000_000
