@@ -64,19 +64,40 @@ def wide_kernels_wanted(device: str) -> bool:
   return device.split(":")[0] == "CPU" and os.environ.get("TINYDQN_WIDE", "1") != "0"
 
 
-def wait_for_device(device: str, timeout_s: float = 600.0) -> None:
-  """`Device[device].synchronize()`, sleeping instead of spinning while HCQ2's workers still have kernels queued.
+YIELDING_WAIT_S = 2e-3  # how long wait_for_device polls with sched_yield before it sleeps between polls
 
-  HCQ2's synchronize busy-waits in Python while its worker threads run the kernels, so the spin takes a core away
-  from them when two runs share two cores (BENCHMARKS.md, "The Rainbow step made cheaper"). Polling every ≈0.1 ms
-  is small next to a gradient step. Other devices synchronize as before. A queue that has not
-  drained after `timeout_s` (a hung worker) raises TimeoutError instead of waiting forever."""
+
+def wait_for_device(device: str, timeout_s: float = 600.0) -> None:
+  """`Device[device].synchronize()`, without HCQ2's busy wait while its workers still have kernels queued.
+
+  HCQ2's synchronize spins in Python while its worker threads run the kernels, so the spin takes a core away from
+  them when two runs share two cores (BENCHMARKS.md, "The Rainbow step made cheaper"). Here the first
+  `YIELDING_WAIT_S` poll with `os.sched_yield()`, which hands the core to any thread that wants it and otherwise
+  returns at once: a small network's step (hundreds of µs) is noticed as soon as it ends, where a 0.1 ms sleep
+  added ≈ 100 µs per step (BENCHMARKS.md, "The jitted call, direct"). Longer waits poll every ≈ 0.1 ms, small
+  next to such a step. Other devices synchronize as before. A queue that has not drained after `timeout_s` (a hung
+  worker) raises TimeoutError instead of waiting forever."""
   from tinygrad import Device  # here: importing tinygrad at module level would fix HCQ2 and BEAM too early
   dev = Device[device]
-  deadline = time.monotonic() + timeout_s
-  for worker in getattr(dev, "workers", ()):  # HCQ2's CPU device
-    put, done = (getattr(worker, name)._buf.cpu_view().view(fmt="Q") for name in ("put", "done"))
+  start = time.monotonic()
+  for put, done in _queue_counters(dev):
     while done[0] < put[0]:
-      if time.monotonic() > deadline: raise TimeoutError(f"device {device} still has kernels queued after {timeout_s:g} s")
-      time.sleep(1e-4)
-  dev.synchronize()  # returns at once now, apart from its own bookkeeping
+      waited = time.monotonic() - start
+      if waited > timeout_s: raise TimeoutError(f"device {device} still has kernels queued after {timeout_s:g} s")
+      if waited < YIELDING_WAIT_S: os.sched_yield()
+      else: time.sleep(1e-4)
+  dev.synchronize()  # returns at once now, apart from its own bookkeeping (and checks all queues again)
+
+
+_counters: dict[int, tuple[int, list]] = {}
+
+
+def _queue_counters(dev) -> list:
+  """(put, done) views of each HCQ2 worker queue of `dev` (none on other devices), kept per device while its
+  workers stay the same."""
+  workers = getattr(dev, "workers", ())
+  cached = _counters.get(id(dev))
+  if cached is None or cached[0] != len(workers):
+    views = [tuple(getattr(w, name)._buf.cpu_view().view(fmt="Q") for name in ("put", "done")) for w in workers]
+    _counters[id(dev)] = cached = (len(workers), views)
+  return cached[1]
