@@ -115,8 +115,8 @@ def _reduce_tile(k, lanes: int):
   """A register tile for a kernel shaped like C[m, n] = Σ_r A[m, r]·B[r, n] or c[n] = Σ_r B[r, n] (plus fused
   elementwise work), or None when the kernel is not of that shape or a tile does not fit. n is the output axis with
   unit stride, m another output axis along which B does not move; the reduction is unrolled by 4.
-  - B moves along n in unit steps (NN, TN, column sums): n takes up to two vectors, m up to 8 rows; vector loads
-    of B.
+  - B moves along n in unit steps (NN, TN, column sums): n takes up to 16 floats (two AVX2 vectors), m up to 8
+    rows (12 where 8 do not divide m and n takes one vector); vector loads of B.
   - both inputs move along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): 8 × 8, rows loaded 4 wide
     along r and transposed in registers; the vector runs along n, or along m when 8 does not divide n."""
   from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
@@ -137,8 +137,11 @@ def _reduce_tile(k, lanes: int):
   if len(operands) == 2 and not rows: return None
   m = max(rows, key=lambda a: k.full_shape[a]) if rows else None
   if any(_stride(idx, k.rngs[n]) == 1 for idx in operands):  # vector loads along n
-    tiles = [(n, _divisor(k.full_shape[n], (min(2 * lanes, 16), lanes, 4)))]
-    if m is not None: tiles.append((m, _divisor(k.full_shape[m], (8, 4, 2))))
+    # 8 stays a choice on AVX-512 (half a register): 120 = 15 × 8 would otherwise take 4-wide vectors
+    vector = _divisor(k.full_shape[n], tuple(w for w in (16, 8, 4) if w <= 2 * lanes))
+    # 12 rows where 8 do not divide (CleanRL's 84): 12 accumulators of one vector leave registers free
+    one_vector = vector is not None and vector <= lanes
+    tiles = [(n, vector)] + ([(m, _divisor(k.full_shape[m], (8, 12, 4, 2) if one_vector else (8, 4, 2)))] if m is not None else [])
   elif all(_stride(idx, reduced) == 1 for idx in operands) and m is not None:  # NT: transposed in registers; the
     # vector runs along n if 8 divide it, else along m (its strided stores happen once per tile, not per step)
     vector = n if k.full_shape[n] % 8 == 0 or k.full_shape[m] % 8 != 0 else m
