@@ -169,7 +169,8 @@ for direct in (True, False):
 fast, stock = agents
 assert all(j._direct is not None for j in (fast._update, fast._update_fused, fast._sync)), "direct replay not in use"
 assert all(j._direct is None for j in (stock._update, stock._update_fused, stock._sync))
-for name, a in fast.state_arrays().items(): assert np.array_equal(a, stock.state_arrays()[name]), name
+stock_arrays = stock.state_arrays()
+for name, a in fast.state_arrays().items(): assert np.array_equal(a, stock_arrays[name]), name
 print("ok")
 """
 

@@ -14,8 +14,8 @@ from tinydqn.config import Config
 from tinydqn import program_cache, wide_kernels
 from tinydqn.devices import default_device, resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
-from tinydqn.jit_replay import DirectReplay
 from tinydqn.heads import build_head
+from tinydqn.jit_replay import DirectReplay
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
                               has_numpy_forward, noisy_sigma0)
 

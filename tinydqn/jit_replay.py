@@ -20,8 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-TINYGRAD_VERSION = "0.14.0"  # the captured-jit layout read here is this release's
-
+from tinydqn.wide_kernels import TINYGRAD_VERSION  # the pinned release, whose captured-jit layout is read here
 
 def direct_call(captured: Any) -> Callable[[], None] | None:
   """A function that runs a captured jit's single HCQ2 submission directly, or None when the capture is not of
