@@ -29,7 +29,9 @@ SUITES = {  # name: (preset, {shape or variant: config overrides})
     "zoo [256,256] B64, 16 per call": dict(net_arch=(256, 256), batch_size=64, gradient_steps=128),
     "small [64,64] B64 double": dict(net_arch=(64, 64), batch_size=64, double_q=True),
     "small [64,64] B64 double, 16 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True, gradient_steps=16),
-    "CartPole preset [256,256] B128 double, 16 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True,
+    "CartPole preset [64,64] B128 double, 16 per call": dict(net_arch=(64, 64), batch_size=128, double_q=True,
+                                                             loss="mse", gradient_steps=128),
+    "CartPole [256,256] B128 double, 16 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True,
                                                                loss="mse", gradient_steps=128),
   }),
   "rainbow": ("cartpole", {
@@ -72,6 +74,7 @@ def measure(suite: str, name: str, updates: int = 300) -> dict:
     agent.act(obs, 0.0, rng)
     act_s.append(time.perf_counter() - t)
   jit = agent._update_fused or agent._update
+  jit = getattr(jit, "jit", jit)  # a DirectReplay (tinydqn.jit_replay) holds the TinyJit it replays
   return {"update_us": statistics.median(update_s[20:]) * 1e6, "act_us": statistics.median(act_s[20:]) * 1e6,
           "launches": len(jit.captured.linear.src), "steps_per_call": per_call}
 
