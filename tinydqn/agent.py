@@ -17,7 +17,8 @@ from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.heads import build_head
 from tinydqn.jit_replay import DirectReplay
 from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
-                              has_numpy_forward, noisy_sigma0)
+                              has_numpy_forward, noisy_sigma0, stored_inputs_first)
+from tinydqn.weight_layout import transpose_stored
 
 BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))
 
@@ -155,6 +156,10 @@ class DQNAgent:
       self._inputs = [[to_device(a, self.device).contiguous() for a in step] for step in staged]
       # one realize for all of them and the optimizer state: each separate realize is scheduled and lowered anew
       Tensor.realize(*(t for step in self._inputs for t in step), *self._optimizer_state().values())
+    # Weights stored [in, out] (`weight_layout`), by state key and by optimizer parameter: saved state has them [out, in]
+    self._transposed_keys = {f"{name}.{k}" for name, net in self._nets().items() for k, t in get_state_dict(net).items()
+                             if any(t is w for w in stored_inputs_first(net))}
+    self._transposed_params = [any(p is w for w in stored_inputs_first(self.online)) for p in self.optimizer.params]
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
     self._host = [[cpu_view(t) for t in step] for step in self._inputs] if self._zero_copy else staged
@@ -385,22 +390,37 @@ class DQNAgent:
   def _optimizer_state(self) -> dict[str, Tensor]:
     return {k: v for k, v in get_state_dict(self.optimizer).items() if not k.startswith("params.")}
 
-  def state_dict(self) -> dict[str, Tensor]:
-    """Every tensor that defines the agent: online and target weights, the optimizer's state, and with
-    lagged_acting the weights acting reads."""
+  def _nets(self) -> dict[str, QNetwork]:
+    return {"online": self.online, "target": self.target, **({"acting": self.acting} if self.acting is not None else {})}
+
+  def _state_tensors(self) -> dict[str, Tensor]:
+    """`state_dict`'s tensors as the agent holds them (some weights [in, out])."""
     self._wait_if_running()
-    nets = {"online": self.online, "target": self.target, **({"acting": self.acting} if self.acting is not None else {})}
-    return {**{f"{name}.{k}": v for name, net in nets.items() for k, v in get_state_dict(net).items()},
+    return {**{f"{name}.{k}": v for name, net in self._nets().items() for k, v in get_state_dict(net).items()},
             **{f"optimizer.{k}": v for k, v in self._optimizer_state().items()}}
 
+  def _saved_shapes(self) -> list[tuple[int, ...]]:
+    """The optimized parameters' shapes as saved state holds them (weights [out, in])."""
+    return [tuple(p.shape[::-1] if flip else p.shape) for p, flip in zip(self.optimizer.params, self._transposed_params)]
+
+  def state_dict(self) -> dict[str, Tensor]:
+    """Every tensor that defines the agent: online and target weights, the optimizer's state, and with
+    lagged_acting the weights acting reads. Weights are [out, in] as in tinygrad's nn.Linear, on every device:
+    where the agent stores some [in, out] (`weight_layout`), those entries are copies."""
+    if not any(self._transposed_params): return self._state_tensors()
+    return {k: Tensor(np.array(v), device=self.device) for k, v in self.state_arrays().items()}
+
   def state_arrays(self) -> dict[str, np.ndarray]:
-    """`state_dict` as numpy arrays: host views on the CPU (valid until the agent next changes), copies elsewhere."""
-    return {k: cpu_view(t) if self._zero_copy else t.numpy() for k, t in self.state_dict().items()}
+    """`state_dict` as numpy arrays: host views on the CPU (valid until the agent next changes; copies where a
+    weight is stored transposed), copies elsewhere."""
+    arrays = {k: cpu_view(t) if self._zero_copy else t.numpy() for k, t in self._state_tensors().items()}
+    return transpose_stored(arrays, self._transposed_keys, self._transposed_params, [p.shape for p in self.optimizer.params])
 
   def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-    """Copies values into the existing tensors, in place, so jitted functions and views see them."""
-    own = self.state_dict()
-    arrays = optimizer_layout(arrays, own, [tuple(p.shape) for p in self.optimizer.params])
+    """Copies values (laid out as `state_dict`'s) into the existing tensors, in place, so jitted functions and
+    views see them."""
+    own, shapes = self._state_tensors(), self._saved_shapes()
+    arrays = transpose_stored(optimizer_layout(arrays, own, shapes), self._transposed_keys, self._transposed_params, shapes)
     if set(own) != set(arrays):
       missing, extra = sorted(set(own) - set(arrays)), sorted(set(arrays) - set(own))
       raise ValueError(f"state does not match this agent (missing {missing[:3]}, unexpected {extra[:3]})")

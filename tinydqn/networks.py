@@ -10,10 +10,13 @@ import math
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
-from tinygrad import Tensor, dtypes, nn
+from tinygrad import Device, Tensor, dtypes
 from tinygrad.dtype import _to_np_dtype
 from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
+
+from tinydqn.fast import wide_kernels_wanted
+from tinydqn.weight_layout import inputs_first
 
 if TYPE_CHECKING:
   from tinydqn.heads import Head
@@ -40,12 +43,28 @@ class NoisyLinear:
     return x.linear(weight.T, self.bias + self.bias_sigma * f_out)
 
 
-def dense(in_features: int, out_features: int, sigma0: float = 0.0) -> nn.Linear | NoisyLinear:
-  """A NoisyLinear with this σ₀, or a plain linear layer when `sigma0` is 0."""
-  return NoisyLinear(in_features, out_features, sigma0) if sigma0 > 0 else nn.Linear(in_features, out_features)
+class Linear:
+  """tinygrad's nn.Linear (the same initial values, drawn in the same order) with its weight stored [out, in] or,
+  with `inputs_first`, [in, out] (`tinydqn.weight_layout`: on the CPU, for products that vectorise better so)."""
+
+  def __init__(self, in_features: int, out_features: int, inputs_first: bool = False):
+    bound = 1.0 / math.sqrt(in_features)
+    weight = Tensor.uniform(out_features, in_features, low=-bound, high=bound)
+    self.weight = weight.T.contiguous() if inputs_first else weight
+    self.bias = Tensor.uniform(out_features, low=-bound, high=bound)
+    self.inputs_first = inputs_first
+
+  def __call__(self, x: Tensor) -> Tensor: return x.linear(self.weight if self.inputs_first else self.weight.T, self.bias)
 
 
-def apply_dense(layer: nn.Linear | NoisyLinear, x: Tensor, noise: Noise | None) -> Tensor:
+def dense(in_features: int, out_features: int, sigma0: float = 0.0) -> Linear | NoisyLinear:
+  """A NoisyLinear with this σ₀, or a plain linear layer when `sigma0` is 0, stored as `weight_layout` says for
+  the device tensors are made on now (the agent builds its networks with its device as tinygrad's default)."""
+  if sigma0 > 0: return NoisyLinear(in_features, out_features, sigma0)
+  return Linear(in_features, out_features, inputs_first(in_features, out_features, Device.DEFAULT))
+
+
+def apply_dense(layer: Linear | NoisyLinear, x: Tensor, noise: Noise | None) -> Tensor:
   """A dense layer; a noisy one takes the next noise pair (none: its mean weights)."""
   if isinstance(layer, NoisyLinear): return layer(x, next(noise) if noise is not None else None)
   return layer(x)
@@ -68,7 +87,12 @@ class MLPTorso:
 
   def __call__(self, obs: Tensor, noise: Noise | None) -> Tensor:
     x = obs.cast(dtypes.float32).flatten(1)
-    for layer in self.hidden: x = apply_dense(layer, x, noise).relu()
+    # On the CPU each activation gets a buffer: fused into the next product, the ReLU ran once per tile of that
+    # product on scalars and halved its speed (BENCHMARKS.md, "Weights stored [in, out]")
+    materialize = wide_kernels_wanted(x.device)
+    for layer in self.hidden:
+      x = apply_dense(layer, x, noise).relu()
+      if materialize: x = x.contiguous()
     return x
 
   def numpy_forward(self) -> Callable[[np.ndarray, Iterator | None], np.ndarray]:
@@ -121,11 +145,16 @@ class QNetwork:
 
 
 def _find_noisy(obj) -> Iterator[NoisyLinear]:
-  if isinstance(obj, NoisyLinear): yield obj
-  elif isinstance(obj, (list, tuple)):
-    for item in obj: yield from _find_noisy(item)
+  return (item for item in _walk(obj) if isinstance(item, NoisyLinear))
+
+
+def _walk(obj) -> Iterator:
+  """`obj` and the objects in its attributes and lists, depth first in definition order (tensors not entered)."""
+  yield obj
+  if isinstance(obj, (list, tuple)):
+    for item in obj: yield from _walk(item)
   elif hasattr(obj, "__dict__") and not isinstance(obj, Tensor):
-    for item in vars(obj).values(): yield from _find_noisy(item)
+    for item in vars(obj).values(): yield from _walk(item)
 
 
 def empty_noise(shapes: Sequence[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -142,10 +171,16 @@ def factorized_noise(rng: np.random.Generator, shapes: Sequence[tuple[int, int]]
       np.multiply(np.sign(eps), np.sqrt(np.abs(eps)), out=arr)
 
 
-def dense_views(layer: nn.Linear | NoisyLinear) -> tuple:
-  """(Wᵀ, b, σ views or None) of a dense layer, as numpy arrays sharing the tensors' CPU memory."""
+def dense_views(layer: Linear | NoisyLinear) -> tuple:
+  """(W [in, out], b, σ views or None) of a dense layer, as numpy arrays sharing the tensors' CPU memory."""
   sigma = (cpu_view(layer.weight_sigma).T, cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
-  return cpu_view(layer.weight).T, cpu_view(layer.bias), sigma
+  weight = cpu_view(layer.weight)
+  return weight if getattr(layer, "inputs_first", False) else weight.T, cpu_view(layer.bias), sigma
+
+
+def stored_inputs_first(net) -> list[Tensor]:
+  """The weights of `net`'s dense layers that are stored [in, out]."""
+  return [obj.weight for obj in _walk(net) if isinstance(obj, Linear) and obj.inputs_first]
 
 
 def numpy_dense(views: tuple, x: np.ndarray, noise: Iterator | None) -> np.ndarray:
