@@ -4,6 +4,7 @@ import pytest
 
 from conftest import filled_buffer, make_agent
 from tinydqn import agent as agent_module
+from tinydqn.networks import empty_noise, factorized_noise
 from tinydqn.weight_layout import inputs_first, transpose_stored
 
 
@@ -38,12 +39,12 @@ def step(agent, n: int = 3) -> None:
 
 
 @pytest.mark.cpu_only
-@pytest.mark.parametrize("fused_optimizer", [True, False])
-def test_saved_state_is_the_same_whichever_way_the_agent_stores_its_weights(small_config, monkeypatch, fused_optimizer):
+@pytest.mark.parametrize("variant", ["fused optimizer", "optimizer state per parameter", "noisy"])
+def test_saved_state_is_the_same_whichever_way_the_agent_stores_its_weights(small_config, monkeypatch, variant):
   """Same seed: the same initial state as an agent storing every weight [out, in]; after training, its state loads
   into such an agent and gives the same Q-values, and back into a new agent bit for bit."""
-  if not fused_optimizer: monkeypatch.setattr(agent_module, "FUSED_OPTIMIZER_MAX_PARAMS", 0)
-  config = small_config.replace(net_arch=(16, 8))
+  if variant == "optimizer state per parameter": monkeypatch.setattr(agent_module, "FUSED_OPTIMIZER_MAX_PARAMS", 0)
+  config = small_config.replace(net_arch=(16, 8), noisy=variant == "noisy")
   wide = make_agent(config)
   assert any(wide._transposed_params) and wide.online.torso.hidden[0].weight.shape == (4, 16)
   monkeypatch.setenv("TINYDQN_WIDE", "0")
@@ -57,6 +58,13 @@ def test_saved_state_is_the_same_whichever_way_the_agent_stores_its_weights(smal
   stock.load_state_dict(state)
   obs = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
   np.testing.assert_allclose(stock.q_values(obs), wide.q_values(obs), rtol=1e-5, atol=1e-6)
+  if config.noisy:  # σ_W is stored like μ_W; both acting paths see the same noisy weights
+    noise = empty_noise(wide._online_noise_shapes)
+    factorized_noise(np.random.default_rng(2), wide._online_noise_shapes, noise)
+    np.testing.assert_allclose(stock.q_values(obs, noise), wide.q_values(obs, noise), rtol=1e-5, atol=1e-6)
+    tinygrad_only = make_agent(config, host_views=False)
+    tinygrad_only.load_state_dict(state)
+    np.testing.assert_allclose(tinygrad_only.q_values(obs, noise), wide.q_values(obs, noise), rtol=1e-5, atol=1e-6)
   for key, value in stock.state_arrays().items(): np.testing.assert_array_equal(value, state[key], err_msg=key)
   again = make_agent(config, seed=5)
   again.load_state_dict(state)

@@ -26,21 +26,24 @@ Noise = Iterator[tuple[Tensor, Tensor]]  # (f(ε_in), f(ε_out)) per noisy layer
 
 class NoisyLinear:
   """Factorised Gaussian noisy layer (Fortunato et al. 2018): W = μ_W + σ_W ⊙ f(ε_out)f(ε_in)ᵀ, b = μ_b + σ_b ⊙ f(ε_out),
-  with f(x) = sign(x)·√|x|. μ starts uniform ±1/√fan_in and σ at σ₀/√fan_in. Without noise it is its mean layer."""
+  with f(x) = sign(x)·√|x|. μ starts uniform ±1/√fan_in and σ at σ₀/√fan_in. Without noise it is its mean layer.
+  μ_W and σ_W are stored [out, in], or [in, out] with `inputs_first` (as `Linear`)."""
 
-  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5):
+  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5, inputs_first: bool = False):
     bound = 1.0 / math.sqrt(in_features)
-    self.weight = Tensor.uniform(out_features, in_features, low=-bound, high=bound)
+    weight = Tensor.uniform(out_features, in_features, low=-bound, high=bound)
+    self.weight = weight.T.contiguous() if inputs_first else weight
     self.bias = Tensor.uniform(out_features, low=-bound, high=bound)
-    self.weight_sigma = Tensor.full((out_features, in_features), sigma0 * bound).contiguous()
+    self.weight_sigma = Tensor.full(self.weight.shape, sigma0 * bound).contiguous()
     self.bias_sigma = Tensor.full((out_features,), sigma0 * bound).contiguous()
-    self.shape = (in_features, out_features)
+    self.shape, self.inputs_first = (in_features, out_features), inputs_first
 
   def __call__(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    if noise is None: return x.linear(self.weight.T, self.bias)
+    if noise is None: return x.linear(self.weight if self.inputs_first else self.weight.T, self.bias)
     f_in, f_out = noise  # building W costs in·out multiply-adds, far less than a second batch matmul would
-    weight = self.weight + self.weight_sigma * f_out.unsqueeze(1) * f_in.unsqueeze(0)
-    return x.linear(weight.T, self.bias + self.bias_sigma * f_out)
+    if self.inputs_first: weight = self.weight + self.weight_sigma * f_out.unsqueeze(0) * f_in.unsqueeze(1)
+    else: weight = (self.weight + self.weight_sigma * f_out.unsqueeze(1) * f_in.unsqueeze(0)).T
+    return x.linear(weight, self.bias + self.bias_sigma * f_out)
 
 
 class Linear:
@@ -60,8 +63,8 @@ class Linear:
 def dense(in_features: int, out_features: int, sigma0: float = 0.0) -> Linear | NoisyLinear:
   """A NoisyLinear with this σ₀, or a plain linear layer when `sigma0` is 0, stored as `weight_layout` says for
   the device tensors are made on now (the agent builds its networks with its device as tinygrad's default)."""
-  if sigma0 > 0: return NoisyLinear(in_features, out_features, sigma0)
-  return Linear(in_features, out_features, inputs_first(in_features, out_features, Device.DEFAULT))
+  layout = inputs_first(in_features, out_features, Device.DEFAULT)
+  return NoisyLinear(in_features, out_features, sigma0, layout) if sigma0 > 0 else Linear(in_features, out_features, layout)
 
 
 def apply_dense(layer: Linear | NoisyLinear, x: Tensor, noise: Noise | None) -> Tensor:
@@ -173,14 +176,15 @@ def factorized_noise(rng: np.random.Generator, shapes: Sequence[tuple[int, int]]
 
 def dense_views(layer: Linear | NoisyLinear) -> tuple:
   """(W [in, out], b, σ views or None) of a dense layer, as numpy arrays sharing the tensors' CPU memory."""
-  sigma = (cpu_view(layer.weight_sigma).T, cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
-  weight = cpu_view(layer.weight)
-  return weight if getattr(layer, "inputs_first", False) else weight.T, cpu_view(layer.bias), sigma
+  def in_out(t: Tensor) -> np.ndarray: return cpu_view(t) if layer.inputs_first else cpu_view(t).T
+  sigma = (in_out(layer.weight_sigma), cpu_view(layer.bias_sigma)) if isinstance(layer, NoisyLinear) else None
+  return in_out(layer.weight), cpu_view(layer.bias), sigma
 
 
 def stored_inputs_first(net) -> list[Tensor]:
-  """The weights of `net`'s dense layers that are stored [in, out]."""
-  return [obj.weight for obj in _walk(net) if isinstance(obj, Linear) and obj.inputs_first]
+  """The weight matrices (μ and σ of noisy layers) of `net`'s dense layers that are stored [in, out]."""
+  layers = [obj for obj in _walk(net) if isinstance(obj, (Linear, NoisyLinear)) and obj.inputs_first]
+  return [t for layer in layers for t in (layer.weight, getattr(layer, "weight_sigma", None)) if t is not None]
 
 
 def numpy_dense(views: tuple, x: np.ndarray, noise: Iterator | None) -> np.ndarray:
