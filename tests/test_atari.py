@@ -11,7 +11,7 @@ from tinygrad import Tensor, nn
 
 from tinydqn.atari import life_loss_terminals, stacks_frames
 from tinydqn.config import Config, make_config
-from tinydqn.conv import MinAtarCNN, NatureCNN, _row_groups, conv_relu, network_for
+from tinydqn.conv import MinAtarCNN, NatureCNN, _row_groups, _windows, conv_relu, network_for
 from tinydqn.envs import make_env
 from tinydqn.errors import UserError
 from tinydqn.heads import QHead
@@ -48,6 +48,20 @@ def test_convolution_as_a_product_equals_tinygrads(batch, channels, size, kernel
   assert results[0][0].max() > 0 and (results[0][0] == 0).any()  # the ReLU is active and cuts
   for stock, product in zip(*results):
     np.testing.assert_allclose(product, stock, rtol=1e-5, atol=1e-5 * np.abs(stock).max())
+
+
+@pytest.mark.parametrize("size, kernel, stride", [(84, 8, 4), (20, 4, 2), (9, 3, 1), (10, 4, 3), (11, 4, 2)])
+def test_windows_from_blocks_equal_unfold_and_its_gradient(size, kernel, stride):
+  """Strides that divide the kernel and the image take windows from stride-sized blocks (the others unfold):
+  the same windows, and the same gradient back to the image."""
+  x_values = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
+  results = []
+  for windows in (_windows, lambda x, kh, kw, sh, sw: x.unfold(2, kh, sh).unfold(3, kw, sw)):
+    x = Tensor(x_values).realize()
+    w = windows(x, kernel, kernel, stride, stride)
+    (w * Tensor.arange(w.numel()).reshape(w.shape).float()).sum().backward()  # each copy weighted differently
+    results.append((w.numpy(), x.grad.numpy()))
+  for ours, unfolded in zip(*results): np.testing.assert_array_equal(ours, unfolded)
 
 
 def test_weight_gradients_are_summed_in_groups_of_whole_tiles():

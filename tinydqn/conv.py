@@ -27,18 +27,35 @@ def conv_relu(x: Tensor, conv: nn.Conv2d, as_product: bool) -> Tensor:
   axes, which the wide kernels' matmul rule does not tile, and its input gradient sums 5 × 5 masked copies of each
   window where 2 × 2 overlap (for the Nature CNN's second layer: half of the whole step). The patches, the gradient
   of the pre-ReLU product and the per-group weight gradients get buffers of their own (`contiguous_backward`), so
-  the product, both of its gradients and the ReLU mask are each a kernel of plain shape. Returns a channels-first
-  view of a channels-last buffer; the same numbers as `conv(x).relu()` within float rounding."""
+  the product, both of its gradients and the ReLU mask are each a kernel of plain shape; the weights are copied
+  [in, out] first, so the product is x·W rather than x·Wᵀ (`tinydqn.weight_layout` says why). Returns a
+  channels-first view of a channels-last buffer; the same numbers as `conv(x).relu()` within float rounding."""
   if not as_product: return conv(x).relu()
   (b, c), (out_channels, _, kh, kw) = x.shape[:2], conv.weight.shape
   stride_h, stride_w = (conv.stride, conv.stride) if isinstance(conv.stride, int) else conv.stride
-  windows = x.unfold(2, kh, stride_h).unfold(3, kw, stride_w)  # [B, C, OH, OW, kh, kw]
+  windows = _windows(x, kh, kw, stride_h, stride_w)  # [B, C, OH, OW, kh, kw]
   oh, ow = windows.shape[2:4]
-  groups = _row_groups(b * oh * ow)
-  patches = windows.permute(0, 2, 3, 1, 4, 5).reshape(groups, -1, c * kh * kw).contiguous().contiguous_backward()
-  weight = conv.weight.reshape(1, out_channels, -1).expand(groups, out_channels, c * kh * kw).contiguous_backward()
-  pre = (patches @ weight.transpose(1, 2) + conv.bias).contiguous_backward()
+  groups, size = _row_groups(b * oh * ow), c * kh * kw
+  patches = windows.permute(0, 2, 3, 1, 4, 5).reshape(groups, -1, size).contiguous().contiguous_backward()
+  weight = conv.weight.reshape(out_channels, size).T.contiguous()  # [in, out]: a small copy per step
+  weight = weight.reshape(1, size, out_channels).expand(groups, size, out_channels).contiguous_backward()
+  pre = (patches @ weight + conv.bias).contiguous_backward()
   return pre.relu().contiguous().reshape(b, oh, ow, out_channels).permute(0, 3, 1, 2)  # stored channels-last
+
+
+def _windows(x: Tensor, kh: int, kw: int, stride_h: int, stride_w: int) -> Tensor:
+  """`x.unfold(2, kh, stride_h).unfold(3, kw, stride_w)`: every kh × kw window of `x` [B, C, H, W] as [B, C, OH, OW,
+  kh, kw]. Where the strides divide the kernel and the image, the windows are taken from stride-sized blocks instead
+  (the image as [B, C, H/s, s, W/s, s], windows of kh/s × kw/s blocks one block apart): the same values, but the
+  gradient, which sums each pixel's copies, then adds (kh/s)·(kw/s) masked terms (4 for the Nature CNN's 4 × 4
+  stride 2) where tinygrad's strided unfold adds 25, with index arithmetic that ran at 3 GFLOP/s (BENCHMARKS.md,
+  "Nature CNN step")."""
+  b, c, h, w = x.shape
+  if (stride_h, stride_w) == (1, 1) or kh % stride_h or kw % stride_w or h % stride_h or w % stride_w:
+    return x.unfold(2, kh, stride_h).unfold(3, kw, stride_w)
+  blocks = x.reshape(b, c, h // stride_h, stride_h, w // stride_w, stride_w)
+  blocks = blocks.unfold(2, kh // stride_h, 1).unfold(4, kw // stride_w, 1)  # [B, C, OH, s, OW, s, kh/s, kw/s]
+  return blocks.permute(0, 1, 2, 4, 6, 3, 7, 5).reshape(b, c, blocks.shape[2], blocks.shape[4], kh, kw)
 
 
 def _row_groups(rows: int, most: int = 512) -> int:
