@@ -27,8 +27,7 @@ def test_nature_cnn_shape_and_uint8_scaling():
   assert q.shape == (2, 6)
   np.testing.assert_allclose(q, net(Tensor(frames.astype(np.float32) / 255)).numpy(), rtol=1e-5, atol=1e-6)
   assert [tuple(c.weight.shape) for c in net.torso.convs] == [(32, 4, 8, 8), (64, 32, 4, 4), (64, 64, 3, 3)]
-  hidden = net.torso.hidden  # stored [in, out] on the CPU with the wide kernels (tinydqn.weight_layout)
-  assert hidden.weight.shape == ((64 * 7 * 7, 512) if hidden.inputs_first else (512, 64 * 7 * 7))
+  assert net.torso.hidden.weight.shape == (512, 64 * 7 * 7)  # [out, in] on every device (tinydqn.weight_layout)
 
 
 @pytest.mark.parametrize("batch, channels, size, kernel, stride, out_channels", [

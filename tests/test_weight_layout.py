@@ -11,6 +11,7 @@ from tinydqn.weight_layout import inputs_first, transpose_stored
 def test_rule_stores_inputs_first_on_the_cpu_when_the_vector_tile_divides_the_outputs(monkeypatch):
   assert inputs_first(4, 256, "CPU") and inputs_first(120, 64, "CPU")
   assert not inputs_first(120, 84, "CPU") and not inputs_first(256, 2, "CPU")  # CleanRL's 84, an output layer
+  assert inputs_first(1024, 1024, "CPU") and not inputs_first(3136, 512, "CPU")  # the Nature CNN's acting reads it
   assert not inputs_first(4, 256, "CL") and not inputs_first(4, 256, "CUDA")
   monkeypatch.setenv("TINYDQN_WIDE", "0")
   assert not inputs_first(4, 256, "CPU")

@@ -7,7 +7,7 @@ wide kernels it ran at a third of the speed of the x·W product with W stored [i
 stored [in, out]"). Stored [in, out], the backward product dL/dx = dL/dy·Wᵀ is the transposed one instead, but a
 gradient step multiplies by W two or three times forward (online and target nets, the online net again at s' with
 Double DQN) and once backward. An output count the vector tile does not divide (CleanRL's 84, an output layer of
-2) gains nothing, so those layers keep [out, in].
+2) gains nothing, so those layers keep [out, in], as do matrices over `MOST_WEIGHTS` floats.
 """
 from __future__ import annotations
 
@@ -18,12 +18,16 @@ import numpy as np
 from tinydqn.fast import wide_kernels_wanted
 
 VECTOR_TILE = 8  # floats: the narrowest of the wide kernels' vector tiles along a product's outputs
+# Larger matrices keep [out, in]: the Nature CNN's 3136 × 512 layer multiplies one observation per action (its
+# acting runs in tinygrad), where x·W walked W in 16-float strips across 3136 rows of 2 KiB and took 6.8 ms per
+# action against 2.5 ms streaming W's rows as x·Wᵀ; in the batch-32 gradient step either layout measured the same.
+MOST_WEIGHTS = 1 << 20
 
 
 def inputs_first(in_features: int, out_features: int, device: str) -> bool:
   """Whether a dense layer of this shape on `device` stores its weights [in, out]: on the CPU with the wide kernels,
-  when the vector tile divides its outputs."""
-  return out_features % VECTOR_TILE == 0 and wide_kernels_wanted(device)
+  when the vector tile divides its outputs and the matrix has at most `MOST_WEIGHTS` floats."""
+  return out_features % VECTOR_TILE == 0 and in_features * out_features <= MOST_WEIGHTS and wide_kernels_wanted(device)
 
 
 def transpose_stored(arrays: dict[str, np.ndarray], weights: set[str], params: Sequence[bool],
