@@ -33,6 +33,7 @@ def test_products_match_numpy(m, k, n):
     "TN": ((ta.T @ ta), a.T @ a),
     "column sums": (ta.sum(axis=0), a.sum(axis=0)),
     "row sums": (ta.sum(axis=1), a.sum(axis=1)),
+    "row sums of squares (a gradient's norm)": ((ta * ta).sum(axis=1), (a * a).sum(axis=1)),
     "elementwise": ((ta * 2 + 1).relu(), np.maximum(a * 2 + 1, 0)),
   }
   for name, (got, want) in cases.items():

@@ -112,13 +112,14 @@ def _stride(idx, rng) -> int | None:
 
 
 def _reduce_tile(k, lanes: int):
-  """A register tile for a kernel shaped like C[m, n] = Σ_r A[m, r]·B[r, n] or c[n] = Σ_r B[r, n] (plus fused
-  elementwise work), or None when the kernel is not of that shape or a tile does not fit. n is the output axis with
+  """A register tile for a kernel shaped like C[m, n] = Σ_r A[m, r]·B[r, n], c[n] = Σ_r B[r, n] or c[n] = Σ_r B[n, r]
+  (plus fused elementwise work), or None when the kernel is not of that shape or a tile does not fit. n is the output axis with
   unit stride, m another output axis along which B does not move; the reduction is unrolled by 4.
   - B moves along n in unit steps (NN, TN, column sums): n takes up to 16 floats (two AVX2 vectors), m up to 8
     rows (12 where 8 do not divide m and n takes one vector); vector loads of B.
   - both inputs move along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): 8 × 8, rows loaded 4 wide
-    along r and transposed in registers; the vector runs along n, or along m when 8 does not divide n."""
+    along r and transposed in registers; the vector runs along n, or along m when 8 does not divide n.
+  - row sums (one input moving along r in unit steps): 8 rows side by side."""
   from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
   from tinygrad.uop.ops import Ops
   reduces = [u for u in k.ast.backward_slice if u.op is Ops.REDUCE]
@@ -148,6 +149,9 @@ def _reduce_tile(k, lanes: int):
     vector = n if k.full_shape[n] % 8 == 0 or k.full_shape[m] % 8 != 0 else m
     other = m if vector == n else n
     tiles = [(vector, _divisor(k.full_shape[vector], (8, 4))), (other, _divisor(k.full_shape[other], (8, 4, 2)))]
+  elif len(operands) == 1 and _stride(operands[0], reduced) == 1:  # row sums (a gradient's squared norm per row):
+    # 8 rows at a time, so 8 sums run side by side instead of one chain of dependent adds
+    tiles = [(n, _divisor(k.full_shape[n], (8, 4)))]
   else: return None
   if tiles[0][1] is None: return None  # no vector fits the output
   tiles = [(axis, tile) for axis, tile in tiles if tile is not None]
