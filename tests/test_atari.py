@@ -27,7 +27,7 @@ def test_nature_cnn_shape_and_uint8_scaling():
   assert q.shape == (2, 6)
   np.testing.assert_allclose(q, net(Tensor(frames.astype(np.float32) / 255)).numpy(), rtol=1e-5, atol=1e-6)
   assert [tuple(c.weight.shape) for c in net.torso.convs] == [(32, 4, 8, 8), (64, 32, 4, 4), (64, 64, 3, 3)]
-  assert net.torso.hidden.weight.shape == (512, 64 * 7 * 7)  # [out, in] on every device (tinydqn.weight_layout)
+  assert net.torso.hidden.weight.shape == (512, 64 * 7 * 7)  # [out, in]: over weight_layout.MOST_WEIGHTS
 
 
 @pytest.mark.parametrize("batch, channels, size, kernel, stride, out_channels", [

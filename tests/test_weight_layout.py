@@ -53,6 +53,7 @@ def test_saved_state_is_the_same_whichever_way_the_agent_stores_its_weights(smal
   monkeypatch.delenv("TINYDQN_WIDE")
   assert not any(stock._transposed_params)
   stock_state = stock.state_arrays()
+  assert wide.state_nbytes() == sum(a.nbytes for a in stock_state.values())  # what a snapshot's disk check counts
   for key, value in wide.state_arrays().items(): np.testing.assert_array_equal(value, stock_state[key], err_msg=key)
   step(wide)
   state = {k: np.array(v) for k, v in wide.state_arrays().items()}

@@ -406,13 +406,18 @@ class DQNAgent:
   def state_dict(self) -> dict[str, Tensor]:
     """Every tensor that defines the agent: online and target weights, the optimizer's state, and with
     lagged_acting the weights acting reads. Weights are [out, in] as in tinygrad's nn.Linear, on every device:
-    where the agent stores some [in, out] (`weight_layout`), those entries are copies."""
+    where the agent stores some [in, out] (`weight_layout`), every entry is a copy (assigning to one changes
+    nothing; `load_state_dict` does)."""
     if not any(self._transposed_params): return self._state_tensors()
     return {k: Tensor(np.array(v), device=self.device) for k, v in self.state_arrays().items()}
 
+  def state_nbytes(self) -> int:
+    """Bytes of `state_dict`, without copying anything."""
+    return sum(t.nbytes() for t in self._state_tensors().values())
+
   def state_arrays(self) -> dict[str, np.ndarray]:
     """`state_dict` as numpy arrays: host views on the CPU (valid until the agent next changes; copies where a
-    weight is stored transposed), copies elsewhere."""
+    weight, or the optimizer's flat buffer holding its moments, is stored transposed), copies elsewhere."""
     arrays = {k: cpu_view(t) if self._zero_copy else t.numpy() for k, t in self._state_tensors().items()}
     return transpose_stored(arrays, self._transposed_keys, self._transposed_params, [p.shape for p in self.optimizer.params])
 

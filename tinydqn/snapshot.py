@@ -65,7 +65,7 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
   Its `agent.safetensors` + `agent.json` are an ordinary checkpoint, so `tinydqn eval` can use a snapshot."""
   ckpt_dir.mkdir(parents=True, exist_ok=True)
   replay_bytes = memory.nbytes if include_replay else 0
-  agent_bytes = sum(t.nbytes() for t in agent.state_dict().values())
+  agent_bytes = agent.state_nbytes()
   needed = int(1.1 * (replay_bytes + agent_bytes)) + (1 << 20)
   free = shutil.disk_usage(ckpt_dir).free
   if free < needed:
