@@ -157,9 +157,10 @@ class DQNAgent:
       # one realize for all of them and the optimizer state: each separate realize is scheduled and lowered anew
       Tensor.realize(*(t for step in self._inputs for t in step), *self._optimizer_state().values())
     # Weights stored [in, out] (`weight_layout`), by state key and by optimizer parameter: saved state has them [out, in]
+    transposed = {id(w) for net in self._nets().values() for w in stored_inputs_first(net)}
     self._transposed_keys = {f"{name}.{k}" for name, net in self._nets().items() for k, t in get_state_dict(net).items()
-                             if any(t is w for w in stored_inputs_first(net))}
-    self._transposed_params = [any(p is w for w in stored_inputs_first(self.online)) for p in self.optimizer.params]
+                             if id(t) in transposed}
+    self._transposed_params = [id(p) in transposed for p in self.optimizer.params]
     self._zero_copy = has_cpu_views(self.device) if host_views is None else host_views
     if self._zero_copy and not has_cpu_views(self.device): raise ValueError(f"no host views on {self.device}")
     self._host = [[cpu_view(t) for t in step] for step in self._inputs] if self._zero_copy else staged

@@ -22,6 +22,7 @@ from typing import Any
 
 from tinydqn.wide_kernels import TINYGRAD_VERSION  # the pinned release, whose captured-jit layout is read here
 
+
 def direct_call(captured: Any) -> Callable[[], None] | None:
   """A function that runs a captured jit's single HCQ2 submission directly, or None when the capture is not of
   that shape (see the module docstring)."""

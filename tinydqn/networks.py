@@ -24,28 +24,6 @@ if TYPE_CHECKING:
 Noise = Iterator[tuple[Tensor, Tensor]]  # (f(ε_in), f(ε_out)) per noisy layer, in the order the layers run
 
 
-class NoisyLinear:
-  """Factorised Gaussian noisy layer (Fortunato et al. 2018): W = μ_W + σ_W ⊙ f(ε_out)f(ε_in)ᵀ, b = μ_b + σ_b ⊙ f(ε_out),
-  with f(x) = sign(x)·√|x|. μ starts uniform ±1/√fan_in and σ at σ₀/√fan_in. Without noise it is its mean layer.
-  μ_W and σ_W are stored [out, in], or [in, out] with `inputs_first` (as `Linear`)."""
-
-  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5, inputs_first: bool = False):
-    bound = 1.0 / math.sqrt(in_features)
-    weight = Tensor.uniform(out_features, in_features, low=-bound, high=bound)
-    self.weight = weight.T.contiguous() if inputs_first else weight
-    self.bias = Tensor.uniform(out_features, low=-bound, high=bound)
-    self.weight_sigma = Tensor.full(self.weight.shape, sigma0 * bound).contiguous()
-    self.bias_sigma = Tensor.full((out_features,), sigma0 * bound).contiguous()
-    self.shape, self.inputs_first = (in_features, out_features), inputs_first
-
-  def __call__(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    if noise is None: return x.linear(self.weight if self.inputs_first else self.weight.T, self.bias)
-    f_in, f_out = noise  # building W costs in·out multiply-adds, far less than a second batch matmul would
-    if self.inputs_first: weight = self.weight + self.weight_sigma * f_out.unsqueeze(0) * f_in.unsqueeze(1)
-    else: weight = (self.weight + self.weight_sigma * f_out.unsqueeze(1) * f_in.unsqueeze(0)).T
-    return x.linear(weight, self.bias + self.bias_sigma * f_out)
-
-
 class Linear:
   """tinygrad's nn.Linear (the same initial values, drawn in the same order) with its weight stored [out, in] or,
   with `inputs_first`, [in, out] (`tinydqn.weight_layout`: on the CPU, for products that vectorise better so)."""
@@ -57,7 +35,28 @@ class Linear:
     self.bias = Tensor.uniform(out_features, low=-bound, high=bound)
     self.inputs_first = inputs_first
 
-  def __call__(self, x: Tensor) -> Tensor: return x.linear(self.weight if self.inputs_first else self.weight.T, self.bias)
+  def __call__(self, x: Tensor) -> Tensor: return x.linear(self._in_out(self.weight), self.bias)
+
+  def _in_out(self, weight: Tensor) -> Tensor: return weight if self.inputs_first else weight.T
+
+
+class NoisyLinear(Linear):
+  """Factorised Gaussian noisy layer (Fortunato et al. 2018): W = μ_W + σ_W ⊙ f(ε_out)f(ε_in)ᵀ, b = μ_b + σ_b ⊙ f(ε_out),
+  with f(x) = sign(x)·√|x|. μ starts uniform ±1/√fan_in and σ at σ₀/√fan_in. Without noise it is its mean layer.
+  μ_W and σ_W are stored alike, [out, in] or, with `inputs_first`, [in, out]."""
+
+  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5, inputs_first: bool = False):
+    super().__init__(in_features, out_features, inputs_first)
+    bound = 1.0 / math.sqrt(in_features)
+    self.weight_sigma = Tensor.full(self.weight.shape, sigma0 * bound).contiguous()
+    self.bias_sigma = Tensor.full((out_features,), sigma0 * bound).contiguous()
+    self.shape = (in_features, out_features)
+
+  def __call__(self, x: Tensor, noise: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    if noise is None: return super().__call__(x)
+    f_in, f_out = noise  # building W costs in·out multiply-adds, far less than a second batch matmul would
+    outs, ins = (f_out.unsqueeze(0), f_in.unsqueeze(1)) if self.inputs_first else (f_out.unsqueeze(1), f_in.unsqueeze(0))
+    return x.linear(self._in_out(self.weight + self.weight_sigma * outs * ins), self.bias + self.bias_sigma * f_out)
 
 
 def dense(in_features: int, out_features: int, sigma0: float = 0.0) -> Linear | NoisyLinear:
@@ -183,7 +182,7 @@ def dense_views(layer: Linear | NoisyLinear) -> tuple:
 
 def stored_inputs_first(net) -> list[Tensor]:
   """The weight matrices (μ and σ of noisy layers) of `net`'s dense layers that are stored [in, out]."""
-  layers = [obj for obj in _walk(net) if isinstance(obj, (Linear, NoisyLinear)) and obj.inputs_first]
+  layers = [obj for obj in _walk(net) if isinstance(obj, Linear) and obj.inputs_first]
   return [t for layer in layers for t in (layer.weight, getattr(layer, "weight_sigma", None)) if t is not None]
 
 
