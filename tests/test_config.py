@@ -66,7 +66,10 @@ def test_precedence_defaults_then_preset_then_overrides():
                                  dict(tau=0.0), dict(learning_rate=0.0), dict(exploration_final_eps=2.0),
                                  dict(net_arch=()), dict(optimizer="sgd"), dict(adam_eps=0.0), dict(noisy_sigma0=0.0), dict(momentum=0.9),
                                  dict(optimizer="rmsprop_torch", momentum=1.0), dict(learning_starts=50_000),
-                                 dict(batch_size=64, buffer_size=10), dict(learning_rate_schedule="cosine")])
+                                 dict(batch_size=64, buffer_size=10), dict(learning_rate_schedule="cosine"),
+                                 dict(munchausen=1.5), dict(munchausen=-0.1), dict(munchausen=0.9, munchausen_tau=0.0),
+                                 dict(munchausen=0.9, munchausen_clip=0.0), dict(munchausen=0.9, double_q=True),
+                                 dict(munchausen=0.9, distributional=True)])
 def test_invalid_values_are_refused(bad):
   with pytest.raises(UserError, match="invalid config"): Config(**bad)
 

@@ -261,13 +261,13 @@ def crash_after_second_snapshot(config, tmp_path: Path, monkeypatch) -> tuple[Pa
   return reference_run, written
 
 
-@pytest.mark.parametrize("distribution", [dict(distributional=True, atoms=11, v_min=0.0, v_max=100.0),
-                                          dict(quantiles=7)], ids=["c51", "qrdqn"])
-def test_rainbow_components_resume_identically(tmp_path, monkeypatch, distribution):
-  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs), with C51's head
-  and with QR-DQN's."""
-  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, dueling=True, double_q=True, num_envs=2,
-                          total_timesteps=2000, **distribution)
+@pytest.mark.parametrize("head", [dict(distributional=True, atoms=11, v_min=0.0, v_max=100.0, double_q=True),
+                                  dict(quantiles=7, double_q=True), dict(munchausen=0.9)], ids=["c51", "qrdqn", "munchausen"])
+def test_rainbow_components_resume_identically(tmp_path, monkeypatch, head):
+  """Priorities, noise draws and n-step lookahead all continue exactly across a crash (two envs), with C51's head,
+  QR-DQN's and Munchausen's (which also runs the target net at s)."""
+  config = CONFIG.replace(n_step=3, prioritized=True, noisy=True, dueling=True, num_envs=2, total_timesteps=2000,
+                          **head)
   reference_run, written = crash_after_second_snapshot(config, tmp_path, monkeypatch)
   assert written[-1].name == "step_000000000800"
   resume(tmp_path / "run", progress=False)

@@ -1,10 +1,12 @@
 """The TD target and loss are equation 3 (with the Nature target network), checked on hand-made numbers."""
+import math
+
 import numpy as np
 import pytest
 from tinygrad import Tensor
 
 from conftest import filled_buffer, make_agent
-from tinydqn.heads import td_loss, td_target
+from tinydqn.heads import MunchausenHead, td_loss, td_target
 
 GAMMA = 0.9
 REWARDS = [1.0, -0.5, 2.0]
@@ -63,4 +65,56 @@ def test_update_loss_matches_numpy(small_config, double_q, loss):
     got_loss, got_q = agent.update().numpy()
     assert got_loss == pytest.approx(expected, rel=1e-4)
     assert got_q == pytest.approx(q.mean(), rel=1e-4, abs=1e-6)
+    agent.sync_target()
+
+
+def munchausen_loss(out, next_target, target_at_s, actions, alpha=0.9, tau=1.0, clip=-1.0, gamma=GAMMA):
+  from tinydqn.buffers import Batch
+  head = MunchausenHead(4, 2, alpha, tau, clip, kind="mse")
+  batch = Batch(obs=None, actions=Tensor(actions), rewards=Tensor(REWARDS), discounts=discounts(gamma), next_obs=None,
+                weights=None)
+  per_sample, _ = head.loss(Tensor(out), Tensor(next_target), None, batch, target_at_s=Tensor(target_at_s))
+  return per_sample.numpy()
+
+
+def test_munchausen_target_by_hand():
+  """y = r + α·clip(τ log π(a|s), l₀, 0) + discount·Σ π(a'|s')(Q̂(s', a') − τ log π(a'|s')), π = softmax(Q̂/τ); τ = 1."""
+  target_at_s = [[1.0, 3.0], [0.0, 0.0], [2.0, 1.5]]
+  actions = [0, 1, 0]
+  def log_pi(q, a): return q[a] - math.log(sum(math.exp(v) for v in q))
+  def soft_v(q): return sum(math.exp(log_pi(q, a)) * (q[a] - log_pi(q, a)) for a in range(2))  # = log Σ exp q
+  bonus = [max(log_pi(q, a), -1.0) for q, a in zip(target_at_s, actions)]  # -2.127 clipped to -1; log ½; -0.474
+  assert bonus[0] == -1.0 and bonus[1] == pytest.approx(math.log(0.5))
+  y = [r + 0.9 * b + d * soft_v(q) for r, b, d, q in zip(REWARDS, bonus, discounts(GAMMA).numpy(), NEXT_Q_TARGET)]
+  assert y[1] == pytest.approx(-0.5 + 0.9 * math.log(0.5))  # terminal: no bootstrap, the bonus stays
+  out = np.zeros((3, 2), np.float32)
+  np.testing.assert_allclose(munchausen_loss(out, NEXT_Q_TARGET, target_at_s, actions), np.square(y), rtol=1e-5)
+
+
+def test_munchausen_without_bonus_and_with_a_small_temperature_is_the_dqn_target():
+  """α = 0 and τ → 0: π is greedy, the soft value is max Q̂ and y is equation 3's."""
+  out, actions = np.zeros((3, 2), np.float32), [0, 1, 0]
+  got = munchausen_loss(out, NEXT_Q_TARGET, np.ones((3, 2)), actions, alpha=0.0, tau=1e-4)
+  y = td_target(Tensor(REWARDS), discounts(GAMMA), Tensor(NEXT_Q_TARGET)).numpy()
+  np.testing.assert_allclose(got, np.square(y), rtol=1e-4)
+
+
+def test_munchausen_update_loss_matches_numpy(small_config):
+  """The jitted step evaluates the target net at s as well as at s', and builds the Munchausen target from both."""
+  alpha, tau, clip = 0.9, 0.03, -1.0
+  agent = make_agent(small_config.replace(munchausen=alpha, munchausen_tau=tau, munchausen_clip=clip, loss="mse"))
+  rng, buf = np.random.default_rng(1), filled_buffer()
+  def tau_log_pi(q):
+    adv = q - q.max(1, keepdims=True)
+    return adv - tau * np.log(np.exp(adv / tau).sum(1, keepdims=True))
+  for _ in range(3):
+    buf.sample_into(agent.batch, rng)
+    b, rows = agent.batch, np.arange(len(agent.batch.actions))
+    q = agent.q_values(b.obs)[rows, b.actions]
+    at_s, at_next = (agent.target(Tensor(o)).numpy().astype(np.float64) for o in (b.obs, b.next_obs))
+    bonus = np.clip(tau_log_pi(at_s)[rows, b.actions], clip, 0.0)
+    log_pi = tau_log_pi(at_next)
+    y = b.rewards + alpha * bonus + b.discounts * (np.exp(log_pi / tau) * (at_next - log_pi)).sum(1)
+    got_loss, _ = agent.update().numpy()
+    assert got_loss == pytest.approx(np.mean((y - q) ** 2), rel=1e-4)
     agent.sync_target()

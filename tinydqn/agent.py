@@ -199,7 +199,8 @@ class DQNAgent:
       self.optimizer.zero_grad()
       out, next_target = self.online(batch.obs, online_noise), self.target(batch.next_obs, target_noise)
       next_online = self.online(batch.next_obs, online_noise) if cfg.double_q else None
-      per_sample, priorities = self.head.loss(out, next_target, next_online, batch)
+      extra = {"target_at_s": self.target(batch.obs, target_noise)} if self.head.needs_target_at_s else {}
+      per_sample, priorities = self.head.loss(out, next_target, next_online, batch, **extra)
       q_taken = self.head.q_taken(out, batch.actions)
       loss = (batch.weights * per_sample).mean()
       loss.backward()

@@ -64,6 +64,11 @@ class Config:
   # Variants
   double_q: bool = _doc("Double DQN: pick a' with the online net, evaluate it with the target net.", default=False)
   dueling: bool = _doc("Dueling head: Q = V + A - mean(A).", default=False)
+  munchausen: float = _doc("Munchausen DQN (Vieillard et al. 2020) when > 0: this α scales the bonus τ·log π(a|s) "
+                           "added to the reward, with a soft (entropy-regularized) target; the paper's α is 0.9. "
+                           "0 is off.", default=0.0)
+  munchausen_tau: float = _doc("Munchausen DQN: temperature τ of the softmax policy π = softmax(Q̂/τ).", default=0.03)
+  munchausen_clip: float = _doc("Munchausen DQN: lower clip l₀ of the bonus τ·log π(a|s), in [l₀, 0].", default=-1.0)
   loss: str = _doc("TD loss: 'mse' (equation 3 of the paper) or 'huber' (Nature DQN's clipped error).",
                    default="huber")
   optimizer: str = _doc("'adam'; 'rmsprop', the Nature DQN's centered RMSProp (decay 0.95, eps 0.01 inside the "
@@ -150,6 +155,12 @@ class Config:
     if not 0.0 <= self.alpha <= 1.0: _invalid(f"alpha must be in [0, 1], got {self.alpha}")
     if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
     if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")
+    if self.munchausen:
+      if not 0.0 < self.munchausen <= 1.0: _invalid(f"munchausen (its α) must be in [0, 1] (0 is off), got {self.munchausen}")
+      if not self.munchausen_tau > 0: _invalid(f"munchausen_tau must be > 0, got {self.munchausen_tau}")
+      if not self.munchausen_clip < 0: _invalid(f"munchausen_clip must be < 0, got {self.munchausen_clip}")
+      if self.double_q: _invalid("munchausen's soft target averages over π; it has no argmax for double_q to replace")
+      if self.distributional or self.quantiles: _invalid("munchausen applies to the plain Q head, not to C51 or QR-DQN")
     if self.atoms < 2: _invalid(f"atoms must be >= 2, got {self.atoms}")
     if self.quantiles < 0: _invalid(f"quantiles must be >= 0 (0 is off), got {self.quantiles}")
     if self.quantiles and self.distributional:

@@ -6,6 +6,7 @@ numpy forward pass for fast acting on the CPU, the reduction from its output to 
 
     loss(online output at s, target output at s', online output at s' or None, batch) -> (per-sample loss, priority)
 
+(a head that sets `needs_target_at_s` also gets the target output at s, as `target_at_s`).
 The agent's jitted step calls only these, so a new variant is a new head here and nothing in the agent, the
 loop or the buffers. `batch` holds tensors named as `buffers.Batch`: actions, rewards R_j (n-step returns),
 discounts (γᵏ, 0 after a terminal) and the importance weights the agent applies.
@@ -112,6 +113,8 @@ class Head:
     """Q(s, a) of the actions taken, for the log (mean Q)."""
     return (self.q_values(out) * actions.one_hot(self.n_actions)).sum(axis=1)
 
+  needs_target_at_s = False  # whether `loss` also takes the target net's output at s (`target_at_s`)
+
   def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch) -> tuple[Tensor, Tensor]:
     """(per-sample loss, per-sample priority for prioritized replay). `next_online` is given with Double DQN."""
     raise NotImplementedError
@@ -132,6 +135,35 @@ class QHead(Head):
   def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch) -> tuple[Tensor, Tensor]:
     q_taken = (out * batch.actions.one_hot(self.n_actions)).sum(axis=1)
     y = td_target(batch.rewards, batch.discounts, next_target, next_online)
+    return td_errors(q_taken, y, self.kind), (y - q_taken).abs()
+
+
+def scaled_log_policy(q: Tensor, tau: float) -> Tensor:
+  """τ·log softmax(q/τ) over actions, computed from q − max q so that a small τ does not overflow."""
+  advantage = q - q.max(axis=1, keepdim=True)
+  return advantage - tau * (advantage / tau).exp().sum(axis=1, keepdim=True).log()
+
+
+class MunchausenHead(QHead):
+  """Munchausen DQN (Vieillard et al. 2020): the policy is π = softmax(Q̂/τ) of the target net, and the target is
+  y = R + α·clip(τ·log π(a|s), l₀, 0) + discount·Σ_a' π(a'|s')·(Q̂(s', a') − τ·log π(a'|s')). The bonus pushes down
+  the actions not taken by the target's greedy policy, widening the gap between the best action and the rest;
+  it needs the target net at s as well (`needs_target_at_s`)."""
+  needs_target_at_s = True
+
+  def __init__(self, features: int, n_actions: int, alpha: float, tau: float, clip: float, dueling: bool = False,
+               sigma0: float = 0.0, kind: str = "huber"):
+    super().__init__(features, n_actions, dueling, sigma0, kind)
+    self.alpha, self.tau, self.clip = alpha, tau, clip
+
+  def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch,
+           target_at_s: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    taken = batch.actions.one_hot(self.n_actions)
+    q_taken = (out * taken).sum(axis=1)
+    bonus = (scaled_log_policy(target_at_s, self.tau) * taken).sum(axis=1).clip(self.clip, 0.0)
+    next_log_pi = scaled_log_policy(next_target, self.tau)
+    soft_next_v = ((next_log_pi / self.tau).exp() * (next_target - next_log_pi)).sum(axis=1)
+    y = (batch.rewards + self.alpha * bonus + batch.discounts * soft_next_v).detach()
     return td_errors(q_taken, y, self.kind), (y - q_taken).abs()
 
 
@@ -220,4 +252,7 @@ def build_head(config: Config, features: int, n_actions: int, sigma0: float = 0.
   if config.quantiles: return QuantileHead(features, n_actions, config.quantiles, config.dueling, sigma0)
   if config.distributional:
     return CategoricalHead(features, n_actions, config.atoms, config.v_min, config.v_max, config.dueling, sigma0)
+  if config.munchausen:
+    return MunchausenHead(features, n_actions, config.munchausen, config.munchausen_tau, config.munchausen_clip,
+                          config.dueling, sigma0, config.loss)
   return QHead(features, n_actions, config.dueling, sigma0, config.loss)
