@@ -159,7 +159,8 @@ class Config:
       if not 0.0 < self.munchausen <= 1.0: _invalid(f"munchausen (its α) must be in [0, 1] (0 is off), got {self.munchausen}")
       if not self.munchausen_tau > 0: _invalid(f"munchausen_tau must be > 0, got {self.munchausen_tau}")
       if not self.munchausen_clip < 0: _invalid(f"munchausen_clip must be < 0, got {self.munchausen_clip}")
-      if self.double_q: _invalid("munchausen's soft target averages over π; it has no argmax for double_q to replace")
+      if self.double_q: _invalid("munchausen's soft target averages over π; it has no argmax for double_q to replace "
+                                  "(add --no-double-q)")
       if self.distributional or self.quantiles: _invalid("munchausen applies to the plain Q head, not to C51 or QR-DQN")
     if self.atoms < 2: _invalid(f"atoms must be >= 2, got {self.atoms}")
     if self.quantiles < 0: _invalid(f"quantiles must be >= 0 (0 is off), got {self.quantiles}")
