@@ -13,9 +13,6 @@ import numpy as np
 
 from tinydqn.checkpoint import load_checkpoint
 
-X_LIMIT, ANGLE_LIMIT = 2.4, 12 * 2 * np.pi / 360  # CartPole-v1's termination thresholds
-
-
 def episode_end(agent, env: gym.Env, seed: int) -> tuple[int, str, float]:
   """(steps, why it ended, cart position at the end) of one greedy episode."""
   obs, _ = env.reset(seed=seed)
@@ -23,7 +20,9 @@ def episode_end(agent, env: gym.Env, seed: int) -> tuple[int, str, float]:
   while not (terminated or truncated):  # the env's time limit ends every episode
     obs, _, terminated, truncated, _ = env.step(int(agent.q_values(obs[None])[0].argmax()))
     step += 1
-  why = "limit" if not terminated else ("cart" if abs(obs[0]) > X_LIMIT else "pole" if abs(obs[2]) > ANGLE_LIMIT else "?")
+  limits = env.unwrapped  # CartPole's termination thresholds
+  off_track, fallen = abs(obs[0]) > limits.x_threshold, abs(obs[2]) > limits.theta_threshold_radians
+  why = "limit" if not terminated else "cart" if off_track else "pole" if fallen else "?"
   return step, why, float(obs[0])
 
 

@@ -68,6 +68,7 @@ def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tenso
 class Head:
   """The dense layers on the torso's features: `outputs` values per action ([batch, actions] when it is 1,
   else [batch, actions, outputs]). Subclasses say what the outputs mean: `q_values`, `numpy_q_values`, `loss`."""
+  needs_target_at_s = False  # whether `loss` also takes the target net's output at s (`target_at_s`)
 
   def __init__(self, features: int, n_actions: int, outputs: int = 1, dueling: bool = False, sigma0: float = 0.0):
     self.n_actions, self.outputs = n_actions, outputs
@@ -113,8 +114,6 @@ class Head:
     """Q(s, a) of the actions taken, for the log (mean Q)."""
     return (self.q_values(out) * actions.one_hot(self.n_actions)).sum(axis=1)
 
-  needs_target_at_s = False  # whether `loss` also takes the target net's output at s (`target_at_s`)
-
   def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch) -> tuple[Tensor, Tensor]:
     """(per-sample loss, per-sample priority for prioritized replay). `next_online` is given with Double DQN."""
     raise NotImplementedError
@@ -132,10 +131,15 @@ class QHead(Head):
 
   def numpy_q_values(self, out: np.ndarray) -> np.ndarray: return out
 
-  def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch) -> tuple[Tensor, Tensor]:
+  def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch,
+           target_at_s: Tensor | None = None) -> tuple[Tensor, Tensor]:
     q_taken = (out * batch.actions.one_hot(self.n_actions)).sum(axis=1)
-    y = td_target(batch.rewards, batch.discounts, next_target, next_online)
+    y = self.target(next_target, next_online, batch, target_at_s)
     return td_errors(q_taken, y, self.kind), (y - q_taken).abs()
+
+  def target(self, next_target: Tensor, next_online: Tensor | None, batch: Batch, target_at_s: Tensor | None) -> Tensor:
+    """y per sample (detached): `td_target`, equation 3."""
+    return td_target(batch.rewards, batch.discounts, next_target, next_online)
 
 
 def scaled_log_policy(q: Tensor, tau: float) -> Tensor:
@@ -145,7 +149,7 @@ def scaled_log_policy(q: Tensor, tau: float) -> Tensor:
 
 
 class MunchausenHead(QHead):
-  """Munchausen DQN (Vieillard et al. 2020): the policy is π = softmax(Q̂/τ) of the target net, and the target is
+  """Munchausen DQN (Vieillard et al. 2020), QHead with another target: π = softmax(Q̂/τ) of the target net, and
   y = R + α·clip(τ·log π(a|s), l₀, 0) + discount·Σ_a' π(a'|s')·(Q̂(s', a') − τ·log π(a'|s')). The bonus pushes down
   the actions not taken by the target's greedy policy, widening the gap between the best action and the rest;
   it needs the target net at s as well (`needs_target_at_s`)."""
@@ -156,15 +160,12 @@ class MunchausenHead(QHead):
     super().__init__(features, n_actions, dueling, sigma0, kind)
     self.alpha, self.tau, self.clip = alpha, tau, clip
 
-  def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch,
-           target_at_s: Tensor | None = None) -> tuple[Tensor, Tensor]:
+  def target(self, next_target: Tensor, next_online: Tensor | None, batch: Batch, target_at_s: Tensor | None) -> Tensor:
     taken = batch.actions.one_hot(self.n_actions)
-    q_taken = (out * taken).sum(axis=1)
     bonus = (scaled_log_policy(target_at_s, self.tau) * taken).sum(axis=1).clip(self.clip, 0.0)
     next_log_pi = scaled_log_policy(next_target, self.tau)
     soft_next_v = ((next_log_pi / self.tau).exp() * (next_target - next_log_pi)).sum(axis=1)
-    y = (batch.rewards + self.alpha * bonus + batch.discounts * soft_next_v).detach()
-    return td_errors(q_taken, y, self.kind), (y - q_taken).abs()
+    return (batch.rewards + self.alpha * bonus + batch.discounts * soft_next_v).detach()
 
 
 class CategoricalHead(Head):
