@@ -30,6 +30,8 @@ def test_products_match_numpy(m, k, n):
   cases = {
     "NN": ((ta @ tb), a @ b),
     "NT + bias + ReLU": ((ta @ tw.T + tbias).relu(), np.maximum(a @ w.T + bias, 0)),
+    "matrix-vector (a batch of one) + bias + ReLU": ((ta[:1] @ tw.T + tbias).relu(), np.maximum(a[:1] @ w.T + bias, 0)),
+    "row-wise dot products": ((ta * ta[::-1]).sum(axis=1), (a * a[::-1]).sum(axis=1)),
     "TN": ((ta.T @ ta), a.T @ a),
     "column sums": (ta.sum(axis=0), a.sum(axis=0)),
     "row sums": (ta.sum(axis=1), a.sum(axis=1)),
@@ -48,6 +50,7 @@ wide_kernels.install()
 a, w = (Tensor(np.ones(s, dtype=np.float32)) for s in ((64, 256), (256, 256)))
 (a @ w).realize()
 (a @ w.T).realize()
+(a[:1] @ w.T).realize()  # acting on one observation
 """
 
 
@@ -57,10 +60,10 @@ def test_matmul_kernels_use_the_cpus_vector_width():
   env = {**os.environ, "DEBUG": "4", "DEV": "CPU", "PARALLEL": "0"}
   out = subprocess.run([sys.executable, "-c", KERNEL_SOURCE], env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr
-  # vector loads as wide as the CPU's registers, and a tile of accumulators in both products
+  # vector loads as wide as the CPU's registers, and a tile of accumulators in all three products
   printed = out.stdout + out.stderr
   assert f"ext_vector_type({lanes})" in printed
-  assert printed.count("opts: (Opt(op=OptOps.UPCAST") >= 2
+  assert printed.count("opts: (Opt(op=OptOps.UPCAST") >= 3
 
 
 OTHER_RELEASE = """

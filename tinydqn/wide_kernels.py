@@ -119,7 +119,8 @@ def _reduce_tile(k, lanes: int):
     rows (12 where 8 do not divide m and n takes one vector); vector loads of B.
   - both inputs move along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): 8 × 8, rows loaded 4 wide
     along r and transposed in registers; the vector runs along n, or along m when 8 does not divide n.
-  - row sums (one input moving along r in unit steps): 8 rows side by side."""
+  - row sums (one input moving along r in unit steps): 8 rows side by side.
+  - matrix-vector products W·x with W stored [n, r] (no m: a batch of one): 16 rows side by side."""
   from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
   from tinygrad.uop.ops import Ops
   reduces = [u for u in k.ast.backward_slice if u.op is Ops.REDUCE]
@@ -135,9 +136,13 @@ def _reduce_tile(k, lanes: int):
   if not unit: return None
   n = unit[0]
   rows = [a for a in axes if a != n and any(_stride(idx, k.rngs[a]) == 0 for idx in operands)]
-  if len(operands) == 2 and not rows: return None
   m = max(rows, key=lambda a: k.full_shape[a]) if rows else None
-  if any(_stride(idx, k.rngs[n]) == 1 for idx in operands):  # vector loads along n
+  if len(operands) == 2 and m is None:  # matrix-vector: W·x with W stored [n, r], e.g. acting on one observation
+    if not (all(_stride(idx, reduced) == 1 for idx in operands) and any(_stride(idx, k.rngs[n]) == 0 for idx in operands)):
+      return None
+    # 16 rows side by side (16 independent sums; stock: one chain of dependent adds), loaded 4 wide along r
+    tiles = [(n, _divisor(k.full_shape[n], (16, 8, 4)))]
+  elif any(_stride(idx, k.rngs[n]) == 1 for idx in operands):  # vector loads along n
     # 8 stays a choice on AVX-512 (half a register): 120 = 15 × 8 would otherwise take 4-wide vectors
     vector = _divisor(k.full_shape[n], tuple(w for w in (16, 8, 4) if w <= 2 * lanes))
     # 12 rows where 8 do not divide (CleanRL's 84): 12 accumulators of one vector leave registers free
