@@ -6,6 +6,10 @@ launch; the parent prints each kernel's median µs and GFLOP/s. In the same run,
 times the step's matmuls: per layer the forward x·Wᵀ of the online and target nets (and the online net at s'
 with Double DQN), and the backward dL/dW and dL/dx (none for the input layer).
 
+DEBUG=2 adds a few µs to every launch, which makes a step of many small kernels look slower than it runs. So the
+same run also times the whole step as training runs it: wide kernels under HCQ2, the jitted call replayed directly
+and waited for, one step per call and 16 per call (how bursts of gradient steps run), minibatch sampling excluded.
+
     DEV=CPU .venv/bin/python benchmarks/kernel_table.py
     DEV=CPU .venv/bin/python benchmarks/kernel_table.py --shapes zoo --top 20
 """
@@ -50,6 +54,41 @@ def child(shape: str, steps: int) -> None:
     if i == 3: print("=== timed", flush=True)  # the first calls compile and capture
     memory.sample_into(agent.batch, rng)
     agent.update()
+
+
+def child_whole(shape: str, per_call: int, calls: int) -> None:
+  """Prints the median µs per gradient step of `calls` jitted calls of `per_call` steps each (after HCQ2 is set)."""
+  import numpy as np
+  from tinydqn.fast import use_fast_kernels
+  use_fast_kernels()
+  from tinydqn.agent import DQNAgent
+  from tinydqn.buffers import ReplayBuffer
+  from tinydqn.config import Config
+  hidden, batch, double_q = SHAPES[shape]
+  config = Config(net_arch=hidden, batch_size=batch, double_q=double_q, gradient_steps=per_call)
+  agent = DQNAgent(config, (4,), np.dtype(np.float32), 2)
+  assert agent.fuse == per_call, (agent.fuse, per_call)
+  rng = np.random.default_rng(0)
+  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=100)
+  for _ in range(100):
+    memory.add(rng.normal(size=(100, 4)), rng.integers(2, size=100), rng.normal(size=100), rng.normal(size=(100, 4)),
+               rng.random(100) < 0.05, np.zeros(100))
+  agent.updates(per_call, lambda b: memory.sample_into(b, rng))  # every staged minibatch filled once
+  unchanged = lambda b: None  # later calls train on the same minibatches: no sampling inside the timing
+  ts = []
+  for i in range(calls + 5):
+    t = time.perf_counter()
+    agent.updates(per_call, unchanged)
+    if i >= 5: ts.append((time.perf_counter() - t) / per_call)
+  print(f"=== whole {statistics.median(ts) * 1e6:.1f}")
+
+
+def whole_step_us(shape: str, per_call: int) -> float:
+  env = {**os.environ, "HCQ2": "1", "TINYDQN_WIDE": "1"}
+  env.pop("DEBUG", None)
+  out = subprocess.run([sys.executable, __file__, "--child-whole", shape, "--per-call", str(per_call)], env=env,
+                       capture_output=True, text=True, check=True).stdout
+  return float(out.split("=== whole", 1)[1].split()[0])
 
 
 def kernel_rows(shape: str, wide: bool, steps: int) -> list[tuple[str, int, float, float]]:
@@ -101,9 +140,14 @@ def main() -> None:
   ap.add_argument("--steps", type=int, default=60)
   ap.add_argument("--top", type=int, default=12, help="kernels listed per shape (by total time per step)")
   ap.add_argument("--child", help=argparse.SUPPRESS)
+  ap.add_argument("--child-whole", help=argparse.SUPPRESS)
+  ap.add_argument("--per-call", type=int, default=1, help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.child:
     child(args.child, args.steps)
+    return
+  if args.child_whole:
+    child_whole(args.child_whole, args.per_call, calls=max(20, 3000 // args.per_call))
     return
   for shape in args.shapes.split(","):
     hidden, batch, double_q = SHAPES[shape]
@@ -128,7 +172,11 @@ def main() -> None:
             f"{mm_flops / mm_us / 1e3:.0f} GFLOP/s together; all kernels {step_us:.0f} µs")
     blas_us, blas_flops = sum(us for _, _, us in blas), sum(2 * m for _, m, _ in blas)
     print(f"OpenBLAS (1 thread): the step's {len(blas)} matmuls take {blas_us:.0f} µs, {blas_flops / blas_us / 1e3:.0f} GFLOP/s "
-          f"together\n")
+          f"together")
+    whole = {per_call: whole_step_us(shape, per_call) for per_call in (1, 16)}
+    print("whole step as training runs it (wide, HCQ2, direct call, waited for; no sampling): "
+          + ", ".join(f"{us:.0f} µs at {n} per call ({us / blas_us:.2f}× OpenBLAS's matmuls)" for n, us in whole.items())
+          + "\n")
     print("| matmul | µs | GFLOP/s |\n|---|---:|---:|")
     for label, m, us in blas: print(f"| {label} | {us:.1f} | {2 * m / us / 1e3:.0f} |")
 
