@@ -34,8 +34,8 @@ SHAPES = {  # name: (hidden layers, batch, Double DQN); CartPole: 4 inputs, 2 ac
 KERNEL_LINE = re.compile(r"\*\*\* CPU\s+\d+\s+(\S+).*?tm\s+([\d.]+)(us|ms)/.*?\(\s*([\d.]+) GFLOPS")
 
 
-def child(shape: str, steps: int) -> None:
-  """Runs `steps` gradient steps; the lines tinygrad prints after the marker are the timed ones."""
+def agent_and_memory(shape: str, **config):
+  """The shape's agent (seeded; `config`: more Config fields), a generator, and a memory of 10,000 random transitions."""
   import numpy as np
   from tinygrad import Tensor
 
@@ -44,12 +44,18 @@ def child(shape: str, steps: int) -> None:
   from tinydqn.config import Config
   hidden, batch, double_q = SHAPES[shape]
   Tensor.manual_seed(0)
-  agent = DQNAgent(Config(net_arch=hidden, batch_size=batch, double_q=double_q), (4,), np.dtype(np.float32), 2)
+  agent = DQNAgent(Config(net_arch=hidden, batch_size=batch, double_q=double_q, **config), (4,), np.dtype(np.float32), 2)
   rng = np.random.default_rng(0)
   memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=100)
   for _ in range(100):
     memory.add(rng.normal(size=(100, 4)), rng.integers(2, size=100), rng.normal(size=100), rng.normal(size=(100, 4)),
                rng.random(100) < 0.05, np.zeros(100))
+  return agent, rng, memory
+
+
+def child(shape: str, steps: int) -> None:
+  """Runs `steps` gradient steps; the lines tinygrad prints after the marker are the timed ones."""
+  agent, rng, memory = agent_and_memory(shape)
   for i in range(steps + 3):
     if i == 3: print("=== timed", flush=True)  # the first calls compile and capture
     memory.sample_into(agent.batch, rng)
@@ -58,21 +64,10 @@ def child(shape: str, steps: int) -> None:
 
 def child_whole(shape: str, per_call: int, calls: int) -> None:
   """Prints the median µs per gradient step of `calls` jitted calls of `per_call` steps each (after HCQ2 is set)."""
-  import numpy as np
   from tinydqn.fast import use_fast_kernels
   use_fast_kernels()
-  from tinydqn.agent import DQNAgent
-  from tinydqn.buffers import ReplayBuffer
-  from tinydqn.config import Config
-  hidden, batch, double_q = SHAPES[shape]
-  config = Config(net_arch=hidden, batch_size=batch, double_q=double_q, gradient_steps=per_call)
-  agent = DQNAgent(config, (4,), np.dtype(np.float32), 2)
+  agent, rng, memory = agent_and_memory(shape, gradient_steps=per_call)
   assert agent.fuse == per_call, (agent.fuse, per_call)
-  rng = np.random.default_rng(0)
-  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=100)
-  for _ in range(100):
-    memory.add(rng.normal(size=(100, 4)), rng.integers(2, size=100), rng.normal(size=100), rng.normal(size=(100, 4)),
-               rng.random(100) < 0.05, np.zeros(100))
   agent.updates(per_call, lambda b: memory.sample_into(b, rng))  # every staged minibatch filled once
   unchanged = lambda b: None  # later calls train on the same minibatches: no sampling inside the timing
   ts = []
