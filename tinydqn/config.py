@@ -48,7 +48,8 @@ class Config:
   train_freq: int = _doc("Do gradient steps every this many environment steps.", default=4)
   gradient_steps: int = _doc("Gradient steps each time training happens.", default=1)
   fused_updates: int = _doc("Run up to this many of those gradient steps in one jitted call (the same numbers as one "
-                            "call each, less overhead; not with prioritized replay). 1 turns it off.", default=16)
+                            "call each, less overhead; not with prioritized replay). 1 turns it off. A call of more steps costs "
+                            "more to capture at a run's start (BENCHMARKS.md, \"Start-up\").", default=4)
   lagged_acting: bool = _doc("Act on the weights from before the latest round of gradient steps, so that the round "
                              "runs on a second core while the loop steps the envs (the CPU device, networks that act "
                              "in numpy). Each action then lags one round (train_freq env steps); the run stays "
