@@ -8,7 +8,8 @@ with Double DQN), and the backward dL/dW and dL/dx (none for the input layer).
 
 DEBUG=2 adds a few µs to every launch, which makes a step of many small kernels look slower than it runs. So the
 same run also times the whole step as training runs it: wide kernels under HCQ2, the jitted call replayed directly
-and waited for, one step per call and 16 per call (how bursts of gradient steps run), minibatch sampling excluded.
+and waited for, at 1, 4 (how bursts of gradient steps run by default) and 16 steps per call, minibatch sampling
+excluded.
 
     DEV=CPU .venv/bin/python benchmarks/kernel_table.py
     DEV=CPU .venv/bin/python benchmarks/kernel_table.py --shapes zoo --top 20
@@ -66,7 +67,7 @@ def child_whole(shape: str, per_call: int, calls: int) -> None:
   """Prints the median µs per gradient step of `calls` jitted calls of `per_call` steps each (after HCQ2 is set)."""
   from tinydqn.fast import use_fast_kernels
   use_fast_kernels()
-  agent, rng, memory = agent_and_memory(shape, gradient_steps=per_call)
+  agent, rng, memory = agent_and_memory(shape, gradient_steps=per_call, fused_updates=per_call)
   assert agent.fuse == per_call, (agent.fuse, per_call)
   agent.updates(per_call, lambda b: memory.sample_into(b, rng))  # every staged minibatch filled once
   unchanged = lambda b: None  # later calls train on the same minibatches: no sampling inside the timing
@@ -168,7 +169,7 @@ def main() -> None:
     blas_us, blas_flops = sum(us for _, _, us in blas), sum(2 * m for _, m, _ in blas)
     print(f"OpenBLAS (1 thread): the step's {len(blas)} matmuls take {blas_us:.0f} µs, {blas_flops / blas_us / 1e3:.0f} GFLOP/s "
           f"together")
-    whole = {per_call: whole_step_us(shape, per_call) for per_call in (1, 16)}
+    whole = {per_call: whole_step_us(shape, per_call) for per_call in (1, 4, 16)}
     print("whole step as training runs it (wide, HCQ2, direct call, waited for; no sampling): "
           + ", ".join(f"{us:.0f} µs at {n} per call ({us / blas_us:.2f}× OpenBLAS's matmuls)" for n, us in whole.items())
           + "\n")
