@@ -18,9 +18,10 @@ import update_speed
 
 SHAPES = {  # name: config overrides (Double DQN; gradient_steps = steps per jitted call)
   "[64, 64] B64, 1 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True),
-  "[64, 64] B64, 16 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True, gradient_steps=16),
+  "[64, 64] B64, 16 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True, gradient_steps=16, fused_updates=16),
   "[256, 256] B128, 4 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True, gradient_steps=4),
-  "[256, 256] B128, 16 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True, gradient_steps=16),
+  "[256, 256] B128, 16 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True, gradient_steps=16,
+                                         fused_updates=16),
 }
 
 

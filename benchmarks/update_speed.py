@@ -26,13 +26,14 @@ SUITES = {  # name: (preset, {shape or variant: config overrides})
     "CleanRL [120,84] B128": dict(net_arch=(120, 84), batch_size=128),
     "[256,256] B64 double": dict(net_arch=(256, 256), batch_size=64, double_q=True),
     # bursts of gradient steps (the zoo runs 128 per burst) fused into one jitted call, 16 at a time
-    "zoo [256,256] B64, 16 per call": dict(net_arch=(256, 256), batch_size=64, gradient_steps=128),
+    "zoo [256,256] B64, 16 per call": dict(net_arch=(256, 256), batch_size=64, gradient_steps=128, fused_updates=16),
     "small [64,64] B64 double": dict(net_arch=(64, 64), batch_size=64, double_q=True),
-    "small [64,64] B64 double, 16 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True, gradient_steps=16),
+    "small [64,64] B64 double, 16 per call": dict(net_arch=(64, 64), batch_size=64, double_q=True, gradient_steps=16,
+                                                  fused_updates=16),
     "CartPole preset [64,64] B128 double, 16 per call": dict(net_arch=(64, 64), batch_size=128, double_q=True,
-                                                             loss="mse", gradient_steps=128),
+                                                             loss="mse", gradient_steps=128, fused_updates=16),
     "CartPole [256,256] B128 double, 16 per call": dict(net_arch=(256, 256), batch_size=128, double_q=True,
-                                                               loss="mse", gradient_steps=128),
+                                                               loss="mse", gradient_steps=128, fused_updates=16),
   }),
   "rainbow": ("cartpole", {
     "plain (CartPole preset)": {}, "n_step 3": dict(n_step=3), "prioritized": dict(prioritized=True),

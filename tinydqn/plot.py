@@ -21,7 +21,8 @@ METRICS = {"eval": ("eval.csv", "mean_return", "greedy evaluation return"),
 X_AXES = {"steps": ("step", "environment steps"), "time": ("time_s", "wall-clock seconds")}
 # config.json keys that say which run this is (or where it ran) rather than what is learned: runs differing only
 # here are seeds of one config.
-RUN_SPECIFIC = {"seed", "checkpoint_freq", "keep_checkpoints", "checkpoint_buffer", "device"}
+RUN_SPECIFIC = {"seed", "checkpoint_freq", "keep_checkpoints", "checkpoint_buffer", "device",
+                "fused_updates"}  # how many gradient steps share a jitted call: the same numbers either way
 
 
 def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:
