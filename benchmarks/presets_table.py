@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_sb3 import SB3_PYTHON, ZOO, run, tinydqn_preset  # noqa: E402
 
-from tinydqn.plot import RUN_SPECIFIC, bootstrap_ci, iqm, plot_curves  # noqa: E402
+from tinydqn.plot import bootstrap_ci, iqm, learned_settings, plot_curves  # noqa: E402
 from tinydqn.sweep import parse_seeds  # noqa: E402
 
 # task: (tinydqn preset, solved at a greedy mean of at least, the zoo's published DQN score at its budget)
@@ -94,8 +94,7 @@ def stored_result(task: str, library: str, config: dict, seed: int, out: Path) -
   path = result_path(out, task, library, seed)
   if not path.exists(): return None
   kept = json.loads(path.read_text())
-  learned = lambda c: {k: v for k, v in c.items() if k not in RUN_SPECIFIC}  # e.g. steps per jitted call: same numbers
-  if learned(kept.get("config", config)) != learned(config):
+  if learned_settings(kept.get("config", config)) != learned_settings(config):  # e.g. steps per call: same numbers
     sys.exit(f"{path} ran with other settings than these (a changed preset, --total-timesteps): move it away or pass another --out")
   return kept
 

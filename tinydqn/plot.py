@@ -25,6 +25,11 @@ RUN_SPECIFIC = {"seed", "checkpoint_freq", "keep_checkpoints", "checkpoint_buffe
                 "fused_updates"}  # how many gradient steps share a jitted call: the same numbers either way
 
 
+def learned_settings(config: dict) -> dict:
+  """A run's config without its RUN_SPECIFIC keys: what two runs must share to be seeds of one config."""
+  return {k: v for k, v in config.items() if k not in RUN_SPECIFIC}
+
+
 def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:
   """Interquartile mean: the mean of the middle half, after dropping the lowest and highest ⌊n/4⌋ values
   (as scipy.stats.trim_mean(values, 0.25), which rliable uses)."""
@@ -82,7 +87,7 @@ def group_runs(run_dirs: list[Path], labels: list[str] | None = None) -> dict[st
   configs = {}
   for d in run_dirs:
     if not (d / "config.json").is_file(): raise UserError(f"{d} is not a run directory (no config.json)")
-    configs[d] = {k: v for k, v in json.loads((d / "config.json").read_text()).items() if k not in RUN_SPECIFIC}
+    configs[d] = learned_settings(json.loads((d / "config.json").read_text()))
   keys = sorted({k for c in configs.values() for k in c})
   varying = [k for k in keys if k != "env_id" and len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
   groups: dict[str, list[Path]] = {}
