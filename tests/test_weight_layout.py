@@ -5,7 +5,11 @@ import pytest
 from conftest import filled_buffer, make_agent
 from tinydqn import agent as agent_module
 from tinydqn.networks import empty_noise, factorized_noise
-from tinydqn.weight_layout import inputs_first, transpose_stored
+from tinygrad import Tensor
+
+from tinydqn import networks
+from tinydqn.networks import Linear
+from tinydqn.weight_layout import inputs_first, output_padding, transpose_stored
 
 
 def test_rule_stores_inputs_first_on_the_cpu_when_the_vector_tile_divides_the_outputs(monkeypatch):
@@ -15,6 +19,49 @@ def test_rule_stores_inputs_first_on_the_cpu_when_the_vector_tile_divides_the_ou
   assert not inputs_first(4, 256, "CL") and not inputs_first(4, 256, "CUDA")
   monkeypatch.setenv("TINYDQN_WIDE", "0")
   assert not inputs_first(4, 256, "CPU")
+
+
+def test_rule_pads_outputs_the_vector_tile_does_not_divide_on_the_cpu_only(monkeypatch):
+  assert output_padding(153, "CPU") == 7 and output_padding(84, "CPU") == 4  # C51 on Acrobot, CleanRL's layer
+  assert output_padding(256, "CPU") == 0 and output_padding(3, "CPU") == 0  # divided; an output per action
+  assert output_padding(153, "CL") == 0
+  monkeypatch.setenv("TINYDQN_WIDE", "0")
+  assert output_padding(153, "CPU") == 0
+
+
+@pytest.mark.parametrize("stored_inputs_first", [False, True])
+def test_padded_product_gives_the_layers_outputs_and_gradients(stored_inputs_first):
+  """A layer whose product runs on zero-padded columns computes what the same layer unpadded does, forward and back."""
+  Tensor.manual_seed(3)
+  padded = Linear(24, 21, stored_inputs_first, padding=3)
+  plain = Linear(24, 21, stored_inputs_first)
+  plain.weight, plain.bias = Tensor(padded.weight.numpy()), Tensor(padded.bias.numpy())
+  x = Tensor(np.random.default_rng(0).normal(size=(5, 24)).astype(np.float32))
+  upstream = Tensor(np.random.default_rng(1).normal(size=(5, 21)).astype(np.float32))
+  outputs, grads = [], []
+  for layer in (padded, plain):
+    out = layer(x)
+    assert out.shape == (5, 21)
+    grads.append([g.numpy() for g in (out * upstream).sum().gradient(layer.weight, layer.bias)])
+    outputs.append(out.numpy())
+  np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+  for g_padded, g_plain in zip(*grads): np.testing.assert_allclose(g_padded, g_plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cpu_only
+@pytest.mark.parametrize("head", ["distributional", "quantiles"])
+def test_padded_heads_train_as_unpadded_ones(small_config, monkeypatch, head):
+  """C51 and QR-DQN heads (2 actions × 51 atoms, × 50 quantiles) pad their output layer on the CPU; an agent
+  that does trains to the same state as one that does not, within float rounding."""
+  config = small_config.replace(net_arch=(16, 8), **({"distributional": True} if head == "distributional" else {"quantiles": 50}))
+  padded = make_agent(config)
+  assert padded.online.head.advantage.padding > 0
+  monkeypatch.setattr(networks, "output_padding", lambda out_features, device: 0)
+  plain = make_agent(config)
+  assert plain.online.head.advantage.padding == 0
+  step(padded), step(plain)
+  for (key, a), b in zip(padded._state_tensors().items(), plain._state_tensors().values()):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 def test_transpose_stored_moves_weights_and_their_moment_segments_and_undoes_itself():

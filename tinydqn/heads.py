@@ -60,7 +60,9 @@ def categorical_projection(rewards: Tensor, discounts: Tensor, next_probs: Tenso
   delta = (v_max - v_min) / (atoms - 1)
   support = Tensor.linspace(v_min, v_max, atoms)
   tz = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clip(v_min, v_max)
-  b = (tz - v_min) / delta  # [batch, atoms]: where each moved atom lands, in units of atoms
+  # [batch, atoms]: where each moved atom lands, in units of atoms; stored, or the [batch, atoms, atoms] product
+  # below recomputes it for every atom it is compared with
+  b = ((tz - v_min) / delta).contiguous()
   closeness = (1.0 - (b.unsqueeze(2) - Tensor.arange(atoms).float()).abs()).relu()
   return (next_probs.unsqueeze(2) * closeness).sum(axis=1).detach().contiguous()
 
@@ -203,8 +205,8 @@ class CategoricalHead(Head):
     next_probs = next_target.softmax(axis=2)
     chooser = next_online.softmax(axis=2) if next_online is not None else next_probs  # Double DQN: online picks a'
     best = self.expectation(chooser).argmax(axis=1).one_hot(self.n_actions).unsqueeze(2)
-    target_probs = categorical_projection(batch.rewards, batch.discounts, (next_probs * best).sum(axis=1), self.v_min,
-                                          self.v_max)
+    next_best = (next_probs * best).sum(axis=1).contiguous()
+    target_probs = categorical_projection(batch.rewards, batch.discounts, next_best, self.v_min, self.v_max)
     cross_entropy = -(target_probs * log_p).sum(axis=1)
     return cross_entropy, cross_entropy
 

@@ -16,7 +16,7 @@ from tinygrad.nn.state import get_parameters
 from tinygrad.uop.ops import Ops
 
 from tinydqn.fast import wide_kernels_wanted
-from tinydqn.weight_layout import inputs_first
+from tinydqn.weight_layout import inputs_first, output_padding
 
 if TYPE_CHECKING:
   from tinydqn.heads import Head
@@ -28,16 +28,23 @@ class Linear:
   """tinygrad's nn.Linear (the same initial values, drawn in the same order) with its weight stored [out, in] or,
   with `inputs_first`, [in, out] (`tinydqn.weight_layout`: on the CPU, for products that vectorise better so)."""
 
-  def __init__(self, in_features: int, out_features: int, inputs_first: bool = False):
+  def __init__(self, in_features: int, out_features: int, inputs_first: bool = False, padding: int = 0):
     bound = 1.0 / math.sqrt(in_features)
     weight = Tensor.uniform(out_features, in_features, low=-bound, high=bound)
     self.weight = weight.T.contiguous() if inputs_first else weight
     self.bias = Tensor.uniform(out_features, low=-bound, high=bound)
-    self.inputs_first = inputs_first
+    self.inputs_first, self.padding = inputs_first, padding
 
-  def __call__(self, x: Tensor) -> Tensor: return x.linear(self._in_out(self.weight), self.bias)
+  def __call__(self, x: Tensor) -> Tensor: return self._product(x, self.weight) + self.bias
 
   def _in_out(self, weight: Tensor) -> Tensor: return weight if self.inputs_first else weight.T
+
+  def _product(self, x: Tensor, weight: Tensor) -> Tensor:
+    """x·W with `weight` as stored. With `padding`, the product runs on a copy of W [in, out + padding] whose extra
+    columns are zeros, and the extra outputs are dropped from its stored result (`weight_layout.output_padding`)."""
+    if not self.padding: return x @ self._in_out(weight)
+    padded = self._in_out(weight).pad((None, (0, self.padding))).contiguous()
+    return (x @ padded).contiguous()[..., :-self.padding]
 
 
 class NoisyLinear(Linear):
@@ -45,8 +52,9 @@ class NoisyLinear(Linear):
   with f(x) = sign(x)·√|x|. μ starts uniform ±1/√fan_in and σ at σ₀/√fan_in. Without noise it is its mean layer.
   μ_W and σ_W are stored alike, [out, in] or, with `inputs_first`, [in, out]."""
 
-  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5, inputs_first: bool = False):
-    super().__init__(in_features, out_features, inputs_first)
+  def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5, inputs_first: bool = False,
+               padding: int = 0):
+    super().__init__(in_features, out_features, inputs_first, padding)
     bound = 1.0 / math.sqrt(in_features)
     self.weight_sigma = Tensor.full(self.weight.shape, sigma0 * bound).contiguous()
     self.bias_sigma = Tensor.full((out_features,), sigma0 * bound).contiguous()
@@ -56,14 +64,16 @@ class NoisyLinear(Linear):
     if noise is None: return super().__call__(x)
     f_in, f_out = noise  # building W costs in·out multiply-adds, far less than a second batch matmul would
     outs, ins = (f_out.unsqueeze(0), f_in.unsqueeze(1)) if self.inputs_first else (f_out.unsqueeze(1), f_in.unsqueeze(0))
-    return x.linear(self._in_out(self.weight + self.weight_sigma * outs * ins), self.bias + self.bias_sigma * f_out)
+    return self._product(x, self.weight + self.weight_sigma * outs * ins) + self.bias + self.bias_sigma * f_out
 
 
 def dense(in_features: int, out_features: int, sigma0: float = 0.0) -> Linear | NoisyLinear:
   """A NoisyLinear with this σ₀, or a plain linear layer when `sigma0` is 0, stored as `weight_layout` says for
   the device tensors are made on now (the agent builds its networks with its device as tinygrad's default)."""
   layout = inputs_first(in_features, out_features, Device.DEFAULT)
-  return NoisyLinear(in_features, out_features, sigma0, layout) if sigma0 > 0 else Linear(in_features, out_features, layout)
+  padding = output_padding(out_features, Device.DEFAULT)
+  if sigma0 > 0: return NoisyLinear(in_features, out_features, sigma0, layout, padding)
+  return Linear(in_features, out_features, layout, padding)
 
 
 def apply_dense(layer: Linear | NoisyLinear, x: Tensor, noise: Noise | None) -> Tensor:

@@ -30,6 +30,17 @@ def inputs_first(in_features: int, out_features: int, device: str) -> bool:
   return out_features % VECTOR_TILE == 0 and in_features * out_features <= MOST_WEIGHTS and wide_kernels_wanted(device)
 
 
+def output_padding(out_features: int, device: str) -> int:
+  """How many zero columns a dense layer's product on `device` appends to W [in, out] so that the vector tile
+  divides its outputs (the extra outputs are dropped): on the CPU with the wide kernels, for output counts of at
+  least two tiles that it does not divide, e.g. C51's 3 actions × 51 atoms = 153, padded to 160. A product whose
+  outputs no vector divides runs on tinygrad's scalar kernels: 3 actions × 51 atoms, batch 128, forward and dL/dW
+  took 1,045 µs unpadded and 230 padded, 205 for a layer of 160 outputs (BENCHMARKS.md, "C51 and QR-DQN heads
+  padded"). Smaller layers (an output per action) are left alone: the padding would be most of their work."""
+  if out_features % VECTOR_TILE == 0 or out_features < 2 * VECTOR_TILE or not wide_kernels_wanted(device): return 0
+  return -out_features % VECTOR_TILE
+
+
 def transpose_stored(arrays: dict[str, np.ndarray], weights: set[str], params: Sequence[bool],
                      shapes: Sequence[tuple[int, ...]]) -> dict[str, np.ndarray]:
   """`arrays` with each of the `weights` keys transposed, and the optimizer's moments of the parameters flagged in

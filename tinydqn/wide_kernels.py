@@ -148,7 +148,7 @@ def _reduce_tile(k, lanes: int):
     # 12 rows where 8 do not divide (CleanRL's 84): 12 accumulators of one vector leave registers free
     one_vector = vector is not None and vector <= lanes
     tiles = [(n, vector)]
-    if m is not None: tiles.append((m, _divisor(k.full_shape[m], (8, 12, 4, 2) if one_vector else (8, 4, 2))))
+    if m is not None: tiles.append((m, _divisor(k.full_shape[m], (8, 12, 9, 4, 3, 2) if one_vector else (8, 4, 3, 2))))
   elif all(_stride(idx, reduced) == 1 for idx in operands) and m is not None:  # NT: transposed in registers; the
     # vector runs along n if 8 divide it, else along m (its strided stores happen once per tile, not per step)
     vector = n if k.full_shape[n] % 8 == 0 or k.full_shape[m] % 8 != 0 else m
