@@ -1,0 +1,79 @@
+"""µs per gradient step with and without `weight_layout.output_padding`, for heads whose output count the CPU's
+vector tile does not divide (C51's actions × 51 atoms, QR-DQN's actions × 50 quantiles, CleanRL's 84-unit layer).
+
+Each (shape, padding) pair runs in its own process, alternating, `--repeats` times; the table gives the median of
+the processes' medians. A process times the jitted step as training runs it (wide kernels, HCQ2, 4 steps per call,
+waited for), minibatch sampling excluded.
+
+    DEV=CPU .venv/bin/python benchmarks/padded_heads.py
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+SHAPES = {  # name: (observation size, actions, config fields)
+  "Acrobot plain DQN [256,256] B128": (6, 3, dict(net_arch=(256, 256), batch_size=128)),
+  "Acrobot C51 (3 × 51 = 153 outputs)": (6, 3, dict(net_arch=(256, 256), batch_size=128, distributional=True,
+                                                   v_min=-100.0, v_max=0.0)),
+  "Acrobot QR-DQN (3 × 50 = 150 outputs)": (6, 3, dict(net_arch=(256, 256), batch_size=128, quantiles=50)),
+  "CartPole C51 (2 × 51 = 102 outputs)": (4, 2, dict(net_arch=(256, 256), batch_size=128, distributional=True)),
+  "CleanRL [120,84] B128 (84 outputs)": (4, 2, dict(net_arch=(120, 84), batch_size=128)),
+}
+PER_CALL = 4
+
+
+def child(shape: str, padded: bool, calls: int = 150) -> None:
+  from tinydqn.fast import use_fast_kernels
+  use_fast_kernels()
+  import numpy as np
+  from tinygrad import Tensor
+
+  from tinydqn import networks
+  from tinydqn.agent import DQNAgent
+  from tinydqn.buffers import ReplayBuffer
+  from tinydqn.config import Config
+  if not padded: networks.output_padding = lambda out_features, device: 0
+  obs, actions, fields = SHAPES[shape]
+  Tensor.manual_seed(0)
+  agent = DQNAgent(Config(gradient_steps=PER_CALL, fused_updates=PER_CALL, **fields), (obs,), np.dtype(np.float32), actions)
+  rng = np.random.default_rng(0)
+  memory = ReplayBuffer(10_000, (obs,), np.float32, num_envs=100)
+  for _ in range(100):
+    memory.add(rng.normal(size=(100, obs)), rng.integers(actions, size=100), -np.ones(100), rng.normal(size=(100, obs)),
+               rng.random(100) < 0.05, np.zeros(100))
+  agent.updates(PER_CALL, lambda b: memory.sample_into(b, rng))  # every staged minibatch filled once
+  ts = []
+  for i in range(calls + 5):
+    t = time.perf_counter()
+    agent.updates(PER_CALL, lambda b: None)
+    if i >= 5: ts.append((time.perf_counter() - t) / PER_CALL)
+  print(f"=== {statistics.median(ts) * 1e6:.1f}")
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--child", help=argparse.SUPPRESS)
+  ap.add_argument("--unpadded", action="store_true", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.child:
+    child(args.child, not args.unpadded)
+    return
+  print("| shape | unpadded µs/step | padded µs/step | padded / unpadded |\n|---|---:|---:|---:|")
+  for shape in SHAPES:
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.repeats):
+      for padded in (False, True):
+        out = subprocess.run([sys.executable, __file__, "--child", shape] + ([] if padded else ["--unpadded"]),
+                             capture_output=True, text=True, check=True).stdout
+        times[padded].append(float(out.split("===", 1)[1]))
+    plain, padded = statistics.median(times[False]), statistics.median(times[True])
+    print(f"| {shape} | {plain:.0f} | {padded:.0f} | {padded / plain:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
