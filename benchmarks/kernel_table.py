@@ -35,23 +35,29 @@ SHAPES = {  # name: (hidden layers, batch, Double DQN); CartPole: 4 inputs, 2 ac
 KERNEL_LINE = re.compile(r"\*\*\* CPU\s+\d+\s+(\S+).*?tm\s+([\d.]+)(us|ms)/.*?\(\s*([\d.]+) GFLOPS")
 
 
-def agent_and_memory(shape: str, **config):
-  """The shape's agent (seeded; `config`: more Config fields), a generator, and a memory of 10,000 random transitions."""
+def seeded_agent_and_memory(obs: int, actions: int, **config):
+  """A seeded agent for `obs` inputs and `actions` actions (`config`: Config fields), a generator, and a memory of
+  10,000 random transitions."""
   import numpy as np
   from tinygrad import Tensor
 
   from tinydqn.agent import DQNAgent
   from tinydqn.buffers import ReplayBuffer
   from tinydqn.config import Config
-  hidden, batch, double_q = SHAPES[shape]
   Tensor.manual_seed(0)
-  agent = DQNAgent(Config(net_arch=hidden, batch_size=batch, double_q=double_q, **config), (4,), np.dtype(np.float32), 2)
+  agent = DQNAgent(Config(**config), (obs,), np.dtype(np.float32), actions)
   rng = np.random.default_rng(0)
-  memory = ReplayBuffer(10_000, (4,), np.float32, num_envs=100)
+  memory = ReplayBuffer(10_000, (obs,), np.float32, num_envs=100)
   for _ in range(100):
-    memory.add(rng.normal(size=(100, 4)), rng.integers(2, size=100), rng.normal(size=100), rng.normal(size=(100, 4)),
-               rng.random(100) < 0.05, np.zeros(100))
+    memory.add(rng.normal(size=(100, obs)), rng.integers(actions, size=100), rng.normal(size=100),
+               rng.normal(size=(100, obs)), rng.random(100) < 0.05, np.zeros(100))
   return agent, rng, memory
+
+
+def agent_and_memory(shape: str, **config):
+  """`seeded_agent_and_memory` for the shape (CartPole: 4 inputs, 2 actions)."""
+  hidden, batch, double_q = SHAPES[shape]
+  return seeded_agent_and_memory(4, 2, net_arch=hidden, batch_size=batch, double_q=double_q, **config)
 
 
 def child(shape: str, steps: int) -> None:
@@ -63,12 +69,8 @@ def child(shape: str, steps: int) -> None:
     agent.update()
 
 
-def child_whole(shape: str, per_call: int, calls: int) -> None:
-  """Prints the median µs per gradient step of `calls` jitted calls of `per_call` steps each (after HCQ2 is set)."""
-  from tinydqn.fast import use_fast_kernels
-  use_fast_kernels()
-  agent, rng, memory = agent_and_memory(shape, gradient_steps=per_call, fused_updates=per_call)
-  assert agent.fuse == per_call, (agent.fuse, per_call)
+def fused_step_us(agent, rng, memory, per_call: int, calls: int) -> float:
+  """Median µs per gradient step of `calls` jitted calls of `per_call` steps each, waited for, sampling excluded."""
   agent.updates(per_call, lambda b: memory.sample_into(b, rng))  # every staged minibatch filled once
   unchanged = lambda b: None  # later calls train on the same minibatches: no sampling inside the timing
   ts = []
@@ -76,7 +78,16 @@ def child_whole(shape: str, per_call: int, calls: int) -> None:
     t = time.perf_counter()
     agent.updates(per_call, unchanged)
     if i >= 5: ts.append((time.perf_counter() - t) / per_call)
-  print(f"=== whole {statistics.median(ts) * 1e6:.1f}")
+  return statistics.median(ts) * 1e6
+
+
+def child_whole(shape: str, per_call: int, calls: int) -> None:
+  """Prints the median µs per gradient step of `calls` jitted calls of `per_call` steps each (after HCQ2 is set)."""
+  from tinydqn.fast import use_fast_kernels
+  use_fast_kernels()
+  agent, rng, memory = agent_and_memory(shape, gradient_steps=per_call, fused_updates=per_call)
+  assert agent.fuse == per_call, (agent.fuse, per_call)
+  print(f"=== whole {fused_step_us(agent, rng, memory, per_call, calls):.1f}")
 
 
 def whole_step_us(shape: str, per_call: int) -> float:

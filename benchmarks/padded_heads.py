@@ -13,7 +13,8 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
+
+import kernel_table  # its seeded agent and random memory, and its timing of fused calls
 
 SHAPES = {  # name: (observation size, actions, config fields)
   "Acrobot plain DQN [256,256] B128": (6, 3, dict(net_arch=(256, 256), batch_size=128)),
@@ -29,29 +30,12 @@ PER_CALL = 4
 def child(shape: str, padded: bool, calls: int = 150) -> None:
   from tinydqn.fast import use_fast_kernels
   use_fast_kernels()
-  import numpy as np
-  from tinygrad import Tensor
-
   from tinydqn import networks
-  from tinydqn.agent import DQNAgent
-  from tinydqn.buffers import ReplayBuffer
-  from tinydqn.config import Config
   if not padded: networks.output_padding = lambda out_features, device: 0
   obs, actions, fields = SHAPES[shape]
-  Tensor.manual_seed(0)
-  agent = DQNAgent(Config(gradient_steps=PER_CALL, fused_updates=PER_CALL, **fields), (obs,), np.dtype(np.float32), actions)
-  rng = np.random.default_rng(0)
-  memory = ReplayBuffer(10_000, (obs,), np.float32, num_envs=100)
-  for _ in range(100):
-    memory.add(rng.normal(size=(100, obs)), rng.integers(actions, size=100), -np.ones(100), rng.normal(size=(100, obs)),
-               rng.random(100) < 0.05, np.zeros(100))
-  agent.updates(PER_CALL, lambda b: memory.sample_into(b, rng))  # every staged minibatch filled once
-  ts = []
-  for i in range(calls + 5):
-    t = time.perf_counter()
-    agent.updates(PER_CALL, lambda b: None)
-    if i >= 5: ts.append((time.perf_counter() - t) / PER_CALL)
-  print(f"=== {statistics.median(ts) * 1e6:.1f}")
+  agent, rng, memory = kernel_table.seeded_agent_and_memory(obs, actions, gradient_steps=PER_CALL,
+                                                            fused_updates=PER_CALL, **fields)
+  print(f"=== {kernel_table.fused_step_us(agent, rng, memory, PER_CALL, calls):.1f}")
 
 
 def main() -> None:

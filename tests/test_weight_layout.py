@@ -1,14 +1,12 @@
 """Dense weights stored [in, out] on the CPU (`tinydqn.weight_layout`): same values, same saved state as [out, in]."""
 import numpy as np
 import pytest
+from tinygrad import Tensor
 
 from conftest import filled_buffer, make_agent
 from tinydqn import agent as agent_module
-from tinydqn.networks import empty_noise, factorized_noise
-from tinygrad import Tensor
-
 from tinydqn import networks
-from tinydqn.networks import Linear
+from tinydqn.networks import Linear, empty_noise, factorized_noise
 from tinydqn.weight_layout import inputs_first, output_padding, transpose_stored
 
 

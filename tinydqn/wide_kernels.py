@@ -116,7 +116,7 @@ def _reduce_tile(k, lanes: int):
   (plus fused elementwise work), or None when the kernel is not of that shape or a tile does not fit. n is the output axis with
   unit stride, m another output axis along which B does not move; the reduction is unrolled by 4.
   - B moves along n in unit steps (NN, TN, column sums): n takes up to 16 floats (two AVX2 vectors), m up to 8
-    rows (12 where 8 do not divide m and n takes one vector); vector loads of B.
+    rows (12, 9 or 3 where 8 do not divide m and n takes one vector); vector loads of B.
   - both inputs move along r in unit steps (NT, e.g. x·Wᵀ with W stored [out, in]): 8 × 8, rows loaded 4 wide
     along r and transposed in registers; the vector runs along n, or along m when 8 does not divide n.
   - row sums (one input moving along r in unit steps): 8 rows side by side.
@@ -145,7 +145,8 @@ def _reduce_tile(k, lanes: int):
   elif any(_stride(idx, k.rngs[n]) == 1 for idx in operands):  # vector loads along n
     # 8 stays a choice on AVX-512 (half a register): 120 = 15 × 8 would otherwise take 4-wide vectors
     vector = _divisor(k.full_shape[n], tuple(w for w in (16, 8, 4) if w <= 2 * lanes))
-    # 12 rows where 8 do not divide (CleanRL's 84): 12 accumulators of one vector leave registers free
+    # 12 rows where 8 do not divide (CleanRL's 84), else 9 or 3 (C51's 3 × 51 = 153 outputs in dL/dW): accumulators
+    # of one vector each leave registers free
     one_vector = vector is not None and vector <= lanes
     tiles = [(n, vector)]
     if m is not None: tiles.append((m, _divisor(k.full_shape[m], (8, 12, 9, 4, 3, 2) if one_vector else (8, 4, 3, 2))))
