@@ -28,22 +28,25 @@ def test_rule_pads_outputs_the_vector_tile_does_not_divide_on_the_cpu_only(monke
 
 
 @pytest.mark.parametrize("stored_inputs_first", [False, True])
-def test_padded_product_gives_the_layers_outputs_and_gradients(stored_inputs_first):
-  """A layer whose product runs on zero-padded columns computes what the same layer unpadded does, forward and back."""
+@pytest.mark.parametrize("padding", [0, 3])
+def test_stored_product_gives_the_layers_outputs_and_gradients(stored_inputs_first, padding):
+  """A layer whose product runs on zero-padded columns, backward on a transposed copy, computes x·W + b and its
+  gradients with respect to x, W (in its stored layout) and b."""
   Tensor.manual_seed(3)
-  padded = Linear(24, 21, stored_inputs_first, padding=3)
-  plain = Linear(24, 21, stored_inputs_first)
-  plain.weight, plain.bias = Tensor(padded.weight.numpy()), Tensor(padded.bias.numpy())
-  x = Tensor(np.random.default_rng(0).normal(size=(5, 24)).astype(np.float32))
-  upstream = Tensor(np.random.default_rng(1).normal(size=(5, 21)).astype(np.float32))
-  outputs, grads = [], []
-  for layer in (padded, plain):
-    out = layer(x)
-    assert out.shape == (5, 21)
-    grads.append([g.numpy() for g in (out * upstream).sum().gradient(layer.weight, layer.bias)])
-    outputs.append(out.numpy())
-  np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
-  for g_padded, g_plain in zip(*grads): np.testing.assert_allclose(g_padded, g_plain, rtol=1e-5, atol=1e-6)
+  layer = Linear(24, 21, stored_inputs_first, padding=padding)
+  w = layer.weight.numpy()
+  w_in_out = w if stored_inputs_first else w.T
+  x_values = np.random.default_rng(0).normal(size=(5, 24)).astype(np.float32)
+  upstream_values = np.random.default_rng(1).normal(size=(5, 21)).astype(np.float32)
+  x, upstream = Tensor(x_values), Tensor(upstream_values)
+  out = layer(x)
+  assert out.shape == (5, 21)
+  dx, dw, db = ((out * upstream).sum().gradient(x, layer.weight, layer.bias))
+  np.testing.assert_allclose(out.numpy(), x_values @ w_in_out + layer.bias.numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx.numpy(), upstream_values @ w_in_out.T, rtol=1e-5, atol=1e-5)
+  dw_in_out = x_values.T @ upstream_values
+  np.testing.assert_allclose(dw.numpy(), dw_in_out if stored_inputs_first else dw_in_out.T, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(db.numpy(), upstream_values.sum(axis=0), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.cpu_only

@@ -37,6 +37,8 @@ def test_products_match_numpy(m, k, n):
     "row sums": (ta.sum(axis=1), a.sum(axis=1)),
     "row sums of squares (a gradient's norm)": ((ta * ta).sum(axis=1), (a * a).sum(axis=1)),
     "elementwise": ((ta * 2 + 1).relu(), np.maximum(a * 2 + 1, 0)),
+    "transpose": (ta.T.contiguous(), a.T),
+    "transpose with zero columns": (ta.T.pad((None, (0, 3))).contiguous(), np.pad(a.T, ((0, 0), (0, 3)))),
   }
   for name, (got, want) in cases.items():
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.sqrt(k), err_msg=name)
