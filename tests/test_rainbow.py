@@ -4,7 +4,7 @@ import pytest
 from tinygrad import Tensor
 
 from conftest import filled_buffer, make_agent
-from tinydqn.heads import categorical_projection
+from tinydqn.heads import atom_log_softmax, atom_softmax, categorical_projection
 from tinydqn.buffers import Batch, ReplayBuffer
 from tinydqn.networks import NoisyLinear, empty_noise, factorized_noise
 from tinydqn.sumtree import SumTree
@@ -244,6 +244,22 @@ def test_categorical_projection_matches_a_slow_reference():
     got = categorical_projection(Tensor(rewards), Tensor(discounts), Tensor(probs), v_min, v_max).numpy()
     np.testing.assert_allclose(got, slow_projection(rewards, discounts, probs, v_min, v_max), atol=1e-5)
     np.testing.assert_allclose(got.sum(1), 1.0, rtol=1e-5)
+
+
+def test_atom_softmaxes_give_softmax_and_log_softmax_values_and_gradients():
+  """C51's softmaxes over atoms (stored exponentials, a written-out log-softmax gradient) against numpy's values and
+  the gradient of Σ g·log p by hand: g − p·Σg."""
+  rng = np.random.default_rng(0)
+  logits = rng.normal(scale=5.0, size=(4, 3, 51)).astype(np.float32)
+  upstream = rng.normal(size=(4, 3, 51)).astype(np.float32)
+  shifted = logits - logits.max(axis=2, keepdims=True)
+  p = np.exp(shifted) / np.exp(shifted).sum(axis=2, keepdims=True)
+  x = Tensor(logits)
+  log_p = atom_log_softmax(x)
+  np.testing.assert_allclose(atom_softmax(x).numpy(), p, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(log_p.numpy(), np.log(p), rtol=1e-5, atol=1e-5)
+  (grad,) = (log_p * Tensor(upstream)).sum().gradient(x)
+  np.testing.assert_allclose(grad.numpy(), upstream - p * upstream.sum(axis=2, keepdims=True), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("double_q", [False, True])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 from tinygrad import Tensor
+from tinygrad.function import function
 
 from tinydqn.buffers import Batch
 from tinydqn.networks import Noise, apply_dense, dense, dense_views, numpy_dense
@@ -173,6 +174,34 @@ class MunchausenHead(QHead):
     return (batch.rewards + self.alpha * bonus + batch.discounts * soft_next_v).detach()
 
 
+def _shifted_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
+  """(x − max x, exp(x − max x)) over the last axis, the exponentials stored: computed in a kernel of their own, the
+  CPU's wide kernels vectorise them; inside the reduction that sums them (tinygrad's softmax) they ran in scalar code,
+  83 against 13 µs for C51's 128 × 3 × 51 logits (BENCHMARKS.md, "C51 and QR-DQN heads padded")."""
+  shifted = logits - logits.max(axis=-1, keepdim=True).detach()
+  return shifted, shifted.exp().contiguous()
+
+
+def atom_softmax(logits: Tensor) -> Tensor:
+  """softmax over the last axis (a distribution's atoms)."""
+  _, exps = _shifted_exp(logits)
+  return exps / exps.sum(axis=-1, keepdim=True)
+
+
+def _atom_log_softmax_backward(grad_uop, call) -> tuple:
+  # d log p_i / d x_j = δ_ij − p_j, with p from stored exponentials: autograd would differentiate exp through the
+  # exp itself, recomputed in scalar code inside the backward kernel (83 µs for C51's logits on Acrobot)
+  grad = Tensor(grad_uop)
+  return ((grad - atom_softmax(Tensor(call.src[1])) * grad.sum(axis=-1, keepdim=True)).uop,)
+
+
+@function(grad_fxn=_atom_log_softmax_backward)
+def atom_log_softmax(logits: Tensor) -> Tensor:
+  """log softmax over the last axis (a distribution's atoms)."""
+  shifted, exps = _shifted_exp(logits)
+  return shifted - exps.sum(axis=-1, keepdim=True).log()
+
+
 class CategoricalHead(Head):
   """C51 (Bellemare et al. 2017): logits of a categorical distribution over `atoms` returns z_i evenly spaced on
   [v_min, v_max] per action; Q = Σ p_i z_i. Loss: the cross-entropy between the projected target distribution
@@ -190,14 +219,14 @@ class CategoricalHead(Head):
     """Σ_i p_i z_i over the last axis: the one place the expected return of a distribution is taken."""
     return (probs * self.support).sum(axis=-1)
 
-  def q_values(self, out: Tensor) -> Tensor: return self.expectation(out.softmax(axis=2))
+  def q_values(self, out: Tensor) -> Tensor: return self.expectation(atom_softmax(out))
 
   def q_taken(self, out: Tensor, actions: Tensor) -> Tensor:
     return self.expectation(self._log_p_taken(out, actions).exp())  # the loss's log-probabilities, shared
 
   def _log_p_taken(self, out: Tensor, actions: Tensor) -> Tensor:
     """log p_i(s, a) of the actions taken, [batch, atoms]."""
-    return (out.log_softmax(axis=2) * actions.one_hot(self.n_actions).unsqueeze(2)).sum(axis=1)
+    return (atom_log_softmax(out) * actions.one_hot(self.n_actions).unsqueeze(2)).sum(axis=1)
 
   def numpy_q_values(self, out: np.ndarray) -> np.ndarray:
     p = np.exp(out - out.max(axis=2, keepdims=True))
@@ -205,8 +234,8 @@ class CategoricalHead(Head):
 
   def loss(self, out: Tensor, next_target: Tensor, next_online: Tensor | None, batch: Batch) -> tuple[Tensor, Tensor]:
     log_p = self._log_p_taken(out, batch.actions)
-    next_probs = next_target.softmax(axis=2)
-    chooser = next_online.softmax(axis=2) if next_online is not None else next_probs  # Double DQN: online picks a'
+    next_probs = atom_softmax(next_target)
+    chooser = atom_softmax(next_online) if next_online is not None else next_probs  # Double DQN: online picks a'
     best = self.expectation(chooser).argmax(axis=1).one_hot(self.n_actions).unsqueeze(2)
     next_best = (next_probs * best).sum(axis=1).contiguous()
     target_probs = categorical_projection(batch.rewards, batch.discounts, next_best, self.v_min, self.v_max)
