@@ -50,6 +50,19 @@ def test_sample_into_gathers_matching_rows():
   np.testing.assert_array_equal(out.weights, 1.0)
 
 
+def test_terminal_fraction_sets_apart_terminated_transitions_and_follows_new_ones():
+  buf = ReplayBuffer(100, (1,), np.float32, terminal_fraction=0.25)
+  for i in range(40): buf.add(np.array([[i]]), [0], [i], np.array([[i + 1]]), [i % 10 == 9], [i % 10 == 4])
+  rng = np.random.default_rng(0)
+  idx = np.concatenate([buf.sample_indices(8, rng)[:2] for _ in range(200)])
+  assert set(idx) == {9, 19, 29, 39}  # the first quarter of each minibatch: terminated transitions only
+  buf.add(np.array([[40]]), [0], [40], np.array([[41]]), [True], [False])
+  assert 40 in buf.sample_indices(800, rng)[:200]
+  no_ends = ReplayBuffer(100, (1,), np.float32, terminal_fraction=0.25)
+  no_ends.add(np.array([[0]]), [0], [0], np.array([[1]]), [False], [False])
+  np.testing.assert_array_equal(no_ends.sample_indices(8, rng), 0)  # none stored yet: uniform
+
+
 def test_empty_buffer_cannot_be_sampled():
   with pytest.raises(ValueError): ReplayBuffer(3, (1,), np.float32).sample_indices(2, np.random.default_rng(0))
 

@@ -42,8 +42,10 @@ class ReplayBuffer:
 
   def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype | type, num_envs: int = 1,
                n_step: int = 1, gamma: float = 0.99, prioritized: bool = False, alpha: float = 0.6,
-               priority_eps: float = 1e-6):
+               priority_eps: float = 1e-6, terminal_fraction: float = 0.0):
     self.num_envs, self.n_step, self.gamma = num_envs, n_step, gamma
+    self.terminal_fraction = terminal_fraction
+    self._terminal_rows, self._terminal_rows_at = np.zeros(0, dtype=np.int64), (-1, -1)
     self.capacity = -(-capacity // num_envs) * num_envs  # whole rows of num_envs
     self.obs = np.zeros((self.capacity, *obs_shape), dtype=obs_dtype)
     self.next_obs = np.zeros((self.capacity, *obs_shape), dtype=obs_dtype)
@@ -80,7 +82,16 @@ class ReplayBuffer:
   def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """Uniform indices with replacement over the stored transitions."""
     if self.size == 0: raise ValueError("cannot sample from an empty replay buffer")
-    return rng.integers(0, self.size, size=batch_size)
+    idx = rng.integers(0, self.size, size=batch_size)
+    if (k := round(self.terminal_fraction * batch_size)) and len(ends := self.terminal_rows()):
+      idx[:k] = ends[rng.integers(0, len(ends), size=k)]
+    return idx
+
+  def terminal_rows(self) -> np.ndarray:
+    """The stored transitions that terminated (recomputed after each `add`)."""
+    if self._terminal_rows_at != (self.pos, self.size):
+      self._terminal_rows, self._terminal_rows_at = np.flatnonzero(self.terminated[:self.size]), (self.pos, self.size)
+    return self._terminal_rows
 
   def sample_into(self, out: Batch, rng: np.random.Generator, beta: float = 1.0) -> np.ndarray:
     """Draws a minibatch into `out` without allocating; returns the indices drawn.

@@ -81,6 +81,8 @@ class Config:
   # Rainbow components (Hessel et al. 2018), each a switch
   n_step: int = _doc("Multi-step returns: sum this many discounted rewards before bootstrapping with gamma^n.",
                      default=1)
+  terminal_fraction: float = _doc("This fraction of each uniform minibatch is drawn from the stored transitions that "
+                                  "terminated (0: none set apart).", default=0.0)
   prioritized: bool = _doc("Prioritized replay (Schaul et al. 2016): sample in proportion to |TD error|^alpha.",
                            default=False)
   alpha: float = _doc("Prioritized replay: how much priorities count (0 is uniform).", default=0.5)

@@ -186,7 +186,7 @@ class _Run:
     memory_class = FrameReplayBuffer if stacks_frames(self.eval_env) else ReplayBuffer
     self.memory = memory_class(min(config.buffer_size, config.total_timesteps), self.obs_shape, self.obs_dtype,
                                config.num_envs, config.n_step, config.gamma, config.prioritized, config.alpha,
-                               config.priority_eps)
+                               config.priority_eps, config.terminal_fraction)
     self.agent = DQNAgent(config, self.obs_shape, self.obs_dtype, n_actions, device)
     if config.lagged_acting and not self.agent.acts_in_numpy:
       raise UserError(f"lagged_acting needs a network that acts in numpy on the CPU device (an MLP or MinAtar's CNN); "
