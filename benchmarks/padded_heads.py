@@ -9,11 +9,6 @@ waited for), minibatch sampling excluded.
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import subprocess
-import sys
-
 import kernel_table  # its seeded agent and random memory, and its timing of fused calls
 
 SHAPES = {  # name: (observation size, actions, config fields)
@@ -27,36 +22,17 @@ SHAPES = {  # name: (observation size, actions, config fields)
 PER_CALL = 4
 
 
-def child(shape: str, padded: bool, calls: int = 150) -> None:
+def child(shape: str, padded: bool) -> None:
   from tinydqn.fast import use_fast_kernels
-  use_fast_kernels()
+  use_fast_kernels()  # HCQ2, read when tinygrad is first imported
   from tinydqn import networks
   if not padded: networks.output_padding = lambda out_features, device: 0
   obs, actions, fields = SHAPES[shape]
-  agent, rng, memory = kernel_table.seeded_agent_and_memory(obs, actions, gradient_steps=PER_CALL,
-                                                            fused_updates=PER_CALL, **fields)
-  print(f"=== {kernel_table.fused_step_us(agent, rng, memory, PER_CALL, calls):.1f}")
+  kernel_table.print_fused_step_us(obs, actions, PER_CALL, **fields)
 
 
 def main() -> None:
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--child", help=argparse.SUPPRESS)
-  ap.add_argument("--unpadded", action="store_true", help=argparse.SUPPRESS)
-  args = ap.parse_args()
-  if args.child:
-    child(args.child, not args.unpadded)
-    return
-  print("| shape | unpadded µs/step | padded µs/step | padded / unpadded |\n|---|---:|---:|---:|")
-  for shape in SHAPES:
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(args.repeats):
-      for padded in (False, True):
-        out = subprocess.run([sys.executable, __file__, "--child", shape] + ([] if padded else ["--unpadded"]),
-                             capture_output=True, text=True, check=True).stdout
-        times[padded].append(float(out.split("===", 1)[1]))
-    plain, padded = statistics.median(times[False]), statistics.median(times[True])
-    print(f"| {shape} | {plain:.0f} | {padded:.0f} | {padded / plain:.2f} |", flush=True)
+  kernel_table.change_table(__doc__, __file__, SHAPES, "--unpadded", child, ("unpadded", "padded"))
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ class MunchausenHead(QHead):
 def _shifted_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
   """(x − max x, exp(x − max x)) over the last axis, the exponentials stored: computed in a kernel of their own, the
   CPU's wide kernels vectorise them; inside the reduction that sums them (tinygrad's softmax) they ran in scalar code,
-  83 against 13 µs for C51's 128 × 3 × 51 logits (BENCHMARKS.md, "C51 and QR-DQN heads padded")."""
+  83 against 13 µs for C51's 128 × 3 × 51 logits (BENCHMARKS.md, "Backward passes written out")."""
   shifted = logits - logits.max(axis=-1, keepdim=True).detach()
   return shifted, shifted.exp().contiguous()
 
