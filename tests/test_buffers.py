@@ -58,6 +58,10 @@ def test_terminal_fraction_sets_apart_terminated_transitions_and_follows_new_one
   assert set(idx) == {9, 19, 29, 39}  # the first quarter of each minibatch: terminated transitions only
   buf.add(np.array([[40]]), [0], [40], np.array([[41]]), [True], [False])
   assert 40 in buf.sample_indices(800, rng)[:200]
+  full = ReplayBuffer(4, (1,), np.float32, terminal_fraction=0.5)  # a whole ring's turn between two draws
+  for end in (0, 1):
+    for i in range(4): full.add(np.array([[i]]), [0], [i], np.array([[i + 1]]), [i == end], [False])
+    assert set(full.sample_indices(8, rng)[:4]) == {end}
   no_ends = ReplayBuffer(100, (1,), np.float32, terminal_fraction=0.25)
   no_ends.add(np.array([[0]]), [0], [0], np.array([[1]]), [False], [False])
   np.testing.assert_array_equal(no_ends.sample_indices(8, rng), 0)  # none stored yet: uniform

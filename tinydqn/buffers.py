@@ -45,7 +45,8 @@ class ReplayBuffer:
                priority_eps: float = 1e-6, terminal_fraction: float = 0.0):
     self.num_envs, self.n_step, self.gamma = num_envs, n_step, gamma
     self.terminal_fraction = terminal_fraction
-    self._terminal_rows, self._terminal_rows_at = np.zeros(0, dtype=np.int64), (-1, -1)
+    self._writes = 0  # adds and loads so far: what `terminal_rows` was last computed after
+    self._terminal_rows, self._terminal_rows_at = np.zeros(0, dtype=np.int64), -1
     self.capacity = -(-capacity // num_envs) * num_envs  # whole rows of num_envs
     self.obs = np.zeros((self.capacity, *obs_shape), dtype=obs_dtype)
     self.next_obs = np.zeros((self.capacity, *obs_shape), dtype=obs_dtype)
@@ -77,6 +78,7 @@ class ReplayBuffer:
     if self.priorities is not None: self.priorities.set(np.arange(i, i + n), self.max_priority ** self.alpha)
     self.pos = (i + n) % self.capacity
     self.size = min(self.size + n, self.capacity)
+    self._writes += 1
 
   # ---- sampling ----
   def sample_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,8 +91,8 @@ class ReplayBuffer:
 
   def terminal_rows(self) -> np.ndarray:
     """The stored transitions that terminated (recomputed after each `add`)."""
-    if self._terminal_rows_at != (self.pos, self.size):
-      self._terminal_rows, self._terminal_rows_at = np.flatnonzero(self.terminated[:self.size]), (self.pos, self.size)
+    if self._terminal_rows_at != self._writes:
+      self._terminal_rows, self._terminal_rows_at = np.flatnonzero(self.terminated[:self.size]), self._writes
     return self._terminal_rows
 
   def sample_into(self, out: Batch, rng: np.random.Generator, beta: float = 1.0) -> np.ndarray:
@@ -172,6 +174,7 @@ class ReplayBuffer:
     if n > self.capacity: raise ValueError(f"snapshot holds {n} transitions, more than the capacity {self.capacity}")
     for k, a in self._arrays().items(): a[:n] = state[k]
     self.pos, self.size = int(state["pos"]), n
+    self._writes += 1
     if self.priorities is not None:
       self.priorities.set(np.arange(n), state["priority_leaves"])
       self.max_priority = float(state["max_priority"])
