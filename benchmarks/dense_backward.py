@@ -23,18 +23,11 @@ SHAPES = {  # name: (observation size, actions, config fields)
 }
 
 
-def autograd_product(x, weight, inputs_first: bool, padding: int = 0):
-  """`networks.stored_product`'s forward, differentiated by autograd."""
-  w_in_out = weight if inputs_first else weight.T
-  if not padding: return x @ w_in_out
-  return (x @ w_in_out.pad((None, (0, padding))).contiguous()).contiguous()[..., :-padding]
-
-
 def child(shape: str, written_out: bool) -> None:
   from tinydqn.fast import use_fast_kernels
   use_fast_kernels()  # HCQ2, read when tinygrad is first imported
   from tinydqn import networks
-  if not written_out: networks.stored_product = autograd_product
+  if not written_out: networks.stored_product = networks.stored_forward  # autograd differentiates it
   obs, actions, fields = SHAPES[shape]
   kernel_table.print_fused_step_us(obs, actions, PER_CALL, **fields)
 

@@ -61,11 +61,15 @@ def stored_product(x: Tensor, weight: Tensor, inputs_first: bool, padding: int =
     return (dy @ w_out_in).uop, (x.T @ dy if inputs_first else dy.T @ x).uop
 
   @function(grad_fxn=backward)
-  def product(x: Tensor, w: Tensor) -> Tensor:
-    w_in_out = w if inputs_first else w.T
-    if not padding: return x @ w_in_out
-    return (x @ w_in_out.pad((None, (0, padding))).contiguous()).contiguous()[..., :-padding]
+  def product(x: Tensor, w: Tensor) -> Tensor: return stored_forward(x, w, inputs_first, padding)
   return product(x, weight)
+
+
+def stored_forward(x: Tensor, weight: Tensor, inputs_first: bool, padding: int = 0) -> Tensor:
+  """`stored_product`'s forward pass (autograd would differentiate it as tinygrad does)."""
+  w_in_out = weight if inputs_first else weight.T
+  if not padding: return x @ w_in_out
+  return (x @ w_in_out.pad((None, (0, padding))).contiguous()).contiguous()[..., :-padding]
 
 
 class NoisyLinear(Linear):

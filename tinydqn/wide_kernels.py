@@ -161,14 +161,22 @@ def _reduce_tile(k, lanes: int):
   else: return None
   if tiles[0][1] is None: return None  # no vector fits the output
   tiles = [(axis, tile) for axis, tile in tiles if tile is not None]
-  tiled = k.copy()
   try:
-    for i, (axis, tile) in enumerate(tiles):  # the first tile is the innermost, the one clang vectorises
-      whole = tiled.full_shape[axis] == tile  # an axis the tile covers whole leaves the list: later ones shift
-      tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))
-      if whole: tiles[i + 1:] = [(a - (a > axis), t) for a, t in tiles[i + 1:]]
+    tiled = _upcast(k, tiles)
     if k.full_shape[k.unrollable_dims[0]] % 4 == 0: tiled.apply_opt(Opt(OptOps.UNROLL, 0, 4))
   except KernelOptError: return None
+  return tiled
+
+
+def _upcast(k, tiles: list[tuple[int, int]]):
+  """A copy of kernel `k` with each (axis, size) of `tiles` upcast in turn, the first innermost (the one clang
+  vectorises). Raises tinygrad's KernelOptError where one does not apply."""
+  from tinygrad.codegen.opt import Opt, OptOps
+  tiled, tiles = k.copy(), list(tiles)
+  for i, (axis, tile) in enumerate(tiles):
+    whole = tiled.full_shape[axis] == tile  # an axis the tile covers whole leaves the list: later ones shift
+    tiled.apply_opt(Opt(OptOps.UPCAST, axis, tile))
+    if whole: tiles[i + 1:] = [(a - (a > axis), t) for a, t in tiles[i + 1:]]
   return tiled
 
 
@@ -180,7 +188,7 @@ def _divisor(size: int, choices: tuple[int, ...]) -> int | None:
 def _elementwise_tile(k, lanes: int):
   """One vector per iteration along the output's unit-stride axis for kernels without a reduction (stock: 4 lanes),
   or None."""
-  from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
+  from tinygrad.codegen.opt import KernelOptError
   from tinygrad.dtype import dtypes
   from tinygrad.uop.ops import Ops
   if any(u.op is Ops.REDUCE for u in k.ast.backward_slice): return None
@@ -194,13 +202,8 @@ def _elementwise_tile(k, lanes: int):
   loads = [b.src[1].get_idx() for b in k.bufs if b not in stores]
   across = [a for a in k.upcastable_dims if a != unit[0] and k.full_shape[a] % 4 == 0
             and any(_stride(idx, k.rngs[a]) == 1 for idx in loads)]
-  tiled = k.copy()
-  try:
-    whole = tiled.full_shape[unit[0]] == lanes
-    tiled.apply_opt(Opt(OptOps.UPCAST, unit[0], lanes))
-    if across: tiled.apply_opt(Opt(OptOps.UPCAST, across[0] - (whole and across[0] > unit[0]), 4))
+  try: return _upcast(k, [(unit[0], lanes)] + ([(across[0], 4)] if across else []))
   except KernelOptError: return None
-  return tiled
 
 
 _installed: bool | None = None
