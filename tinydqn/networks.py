@@ -51,8 +51,8 @@ def stored_product(x: Tensor, weight: Tensor, inputs_first: bool, padding: int =
   With `padding`, the forward product runs on a copy of W [in, out + padding] whose extra columns are zeros, and the
   extra outputs are dropped from its stored result (`weight_layout.output_padding`). Backward, dL/dx = dL/dy·W reads
   W [out, in] along its rows: autograd would read the [in, out] matrix the forward used across them, a product that
-  transposes in registers (Acrobot's 256 × 256 layer at batch 128: 277 µs, against 128 µs for this product on a
-  transposed copy and 25-35 µs for the copy; BENCHMARKS.md, "Backward passes written out"). dL/dW comes out in W's
+  transposes in registers (Acrobot's 256 × 256 layer at batch 128: 214-220 µs, against 118-130 µs for this product
+  on a transposed copy and 25-35 µs for the copy; BENCHMARKS.md, "Backward passes written out"). dL/dW comes out in W's
   stored layout, with no transposed gradient to copy back."""
   def backward(dy_uop, call):
     x, w = (Tensor(u) for u in call.src[1:])
