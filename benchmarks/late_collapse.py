@@ -9,6 +9,7 @@ G rounds apart. Acting while training reads θ either way, so every policy comes
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -27,18 +28,10 @@ ENSEMBLES = ((5, 4), (5, 8), (10, 4))  # (K snapshots, G rounds apart)
 SOLVED = 475.0
 
 
-def mlp_q(theta: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
-  """The preset's MLP in numpy on saved weights ([out, in], as state_arrays gives them)."""
-  layers = sorted({k.rsplit(".", 1)[0] for k in theta if ".hidden." in k}, key=lambda name: int(name.rsplit(".", 1)[1]))
-  h = obs
-  for name in layers: h = np.maximum(h @ theta[f"{name}.weight"].T + theta[f"{name}.bias"], 0.0)
-  return h @ theta["online.advantage.weight"].T + theta["online.advantage.bias"]
-
-
 class Policy:
-  """What `evaluate` needs of an agent: greedy Q-values, here the mean over one or more weight sets."""
-  def __init__(self, thetas: list[dict[str, np.ndarray]]): self.thetas = thetas
-  def q_values(self, obs: np.ndarray) -> np.ndarray: return np.mean([mlp_q(t, obs) for t in self.thetas], axis=0)
+  """What `evaluate` needs of an agent: greedy Q-values, here the mean over agents holding other weights."""
+  def __init__(self, agents: list): self.agents = agents
+  def q_values(self, obs: np.ndarray) -> np.ndarray: return np.mean([a.q_values(obs) for a in self.agents], axis=0)
 
 
 def exponential_average(thetas: list[dict[str, np.ndarray]], weight: float) -> dict[str, np.ndarray]:
@@ -48,17 +41,23 @@ def exponential_average(thetas: list[dict[str, np.ndarray]], weight: float) -> d
   return {k: v.astype(np.float32) for k, v in average.items()}
 
 
-def policies(thetas: list[dict[str, np.ndarray]], train_freq: int) -> dict[str, Policy]:
-  out = {"final θ": Policy(thetas[-1:])}
-  for steps in EMA_STEPS: out[f"exponential average, {steps} env steps"] = Policy([exponential_average(thetas, train_freq / steps)])
-  for n in UNIFORM_ROUNDS: out[f"mean of the last {n} rounds' θ"] = Policy([{k: np.mean([t[k] for t in thetas[-n:]], axis=0)
-                                                                             for k in thetas[-1]}])
-  for k, gap in ENSEMBLES: out[f"mean Q of {k} snapshots {gap} rounds apart"] = Policy([thetas[-1 - j * gap] for j in range(k)])
+def policies(thetas: list[dict[str, np.ndarray]], train_freq: int, agent_with: Callable) -> dict[str, Policy]:
+  """Each policy's agents: `agent_with(θ)` is the trained agent with the online weights θ (acting in the
+  library's own forward pass); a snapshot shared by several ensembles is loaded once."""
+  snapshot = functools.cache(lambda rounds_back: agent_with(thetas[-1 - rounds_back]))
+  out = {"final θ": Policy([snapshot(0)])}
+  for steps in EMA_STEPS:
+    out[f"exponential average, {steps} env steps"] = Policy([agent_with(exponential_average(thetas, train_freq / steps))])
+  for n in UNIFORM_ROUNDS:
+    out[f"mean of the last {n} rounds' θ"] = Policy([agent_with({k: np.mean([t[k] for t in thetas[-n:]], axis=0)
+                                                                 for k in thetas[-1]})])
+  for k, gap in ENSEMBLES: out[f"mean Q of {k} snapshots {gap} rounds apart"] = Policy([snapshot(j * gap) for j in range(k)])
   return out
 
 
-def run_seed(seed: int, overrides: dict, out: str) -> dict[str, float]:
+def run_seed(seed: int, out: str) -> dict[str, float]:
   from tinydqn.agent import DQNAgent
+  from tinydqn.checkpoint import load_checkpoint
   from tinydqn.config import make_config
   from tinydqn.envs import make_env
   from tinydqn.evaluate import evaluate
@@ -70,11 +69,16 @@ def run_seed(seed: int, overrides: dict, out: str) -> dict[str, float]:
     thetas.append({k: v.copy() for k, v in agent.state_arrays().items() if k.startswith("online.")})
     return stats
   DQNAgent.updates = recording  # one call per round of gradient steps (no prioritized replay in these runs)
-  config = make_config("CartPole-v1", seed=seed, checkpoint_freq=0, **overrides)
-  train(config, run_dir=Path(out) / f"seed{seed}", force=True, progress=False)
+  config = make_config("CartPole-v1", seed=seed, checkpoint_freq=0)
+  run_dir = train(config, run_dir=Path(out) / f"seed{seed}", force=True, progress=False).run_dir
   DQNAgent.updates = updates
+  trained = load_checkpoint(run_dir)  # the final weights, target and optimizer: what each variant keeps but θ
+  def agent_with(theta: dict[str, np.ndarray]) -> DQNAgent:
+    agent = trained.make_agent()
+    agent.load_state_dict({**trained.arrays, **theta})
+    return agent
   return {name: evaluate(policy, make_env("CartPole-v1"), 20, config.eval_seed).mean_return
-          for name, policy in policies(thetas, config.train_freq).items()}
+          for name, policy in policies(thetas, config.train_freq, agent_with).items()}
 
 
 def main() -> None:
@@ -85,7 +89,7 @@ def main() -> None:
   args = ap.parse_args()
   seeds = parse_seeds(args.seeds)
   with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-    rows = list(pool.map(run_seed, seeds, [{}] * len(seeds), [args.out] * len(seeds)))
+    rows = list(pool.map(run_seed, seeds, [args.out] * len(seeds)))
   print(f"\nCartPole-v1 preset, seeds {args.seeds}: final greedy return over 20 episodes of policies from each run's θ\n")
   print("| policy | seeds ending >= 475 | seeds below |\n|---|---:|---|")
   for name in rows[0]:
