@@ -90,7 +90,7 @@ class ReplayBuffer:
     return idx
 
   def terminal_rows(self) -> np.ndarray:
-    """The stored transitions that terminated (recomputed after each `add`)."""
+    """The stored transitions that terminated (recomputed after each `add` or load)."""
     if self._terminal_rows_at != self._writes:
       self._terminal_rows, self._terminal_rows_at = np.flatnonzero(self.terminated[:self.size]), self._writes
     return self._terminal_rows
