@@ -1,6 +1,8 @@
 """Reliability of a preset across seeds: train each seed, then report the final greedy policy.
 
-Per seed: final greedy return over 20 episodes (the policy at the end of training, not the best one), the
+Per seed: the greedy return of the policy the run hands over (its final checkpoint: where a stop_at_return ended
+the run, the policy that reached it) and of its best checkpoint, each over --final-episodes episodes from seeds
+--final-seed + i, which no evaluation during training plays (those start at eval_seed, 10,000); the
 first env step and wall-clock second at which a periodic greedy evaluation reached the task's "solved" mean
 (--solved; CartPole-v1 475, Acrobot-v1 -100, MountainCar-v0 -110, LunarLander-v3 200), and env steps per
 second. Prints a markdown table, then the IQM of the final returns with a 95% bootstrap interval.
@@ -41,14 +43,16 @@ def parse_value(text: str):
 
 
 def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: str, final_episodes: int,
-             solved: float) -> dict:
+             final_seed: int, solved: float) -> dict:
+  from tinydqn.checkpoint import load_checkpoint
   from tinydqn.config import make_config
   from tinydqn.envs import make_env
   from tinydqn.evaluate import evaluate
   from tinydqn.train import train
   config = make_config(env_id, preset, seed=seed, **overrides)
   result = train(config, run_dir=Path(out) / f"seed{seed}", force=True, progress=False)
-  final = evaluate(result.agent, make_env(env_id), final_episodes, config.eval_seed)
+  final = evaluate(result.agent, make_env(env_id), final_episodes, final_seed)
+  best = evaluate(load_checkpoint(result.run_dir, best=True).make_agent(), make_env(env_id), final_episodes, final_seed)
   solved_step = solved_time = None
   with open(result.run_dir / "eval.csv") as f:
     for row in csv.DictReader(f):
@@ -56,7 +60,7 @@ def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: s
         solved_step, solved_time = int(row["step"]), float(row["time_s"])
         break
   return {"seed": seed, "final_return": final.mean_return, "final_std": final.std_return,
-          "solved_step": solved_step, "solved_time": solved_time, "sps": result.steps_per_second,
+          "best_return": best.mean_return, "steps": result.steps, "solved_step": solved_step, "solved_time": solved_time, "sps": result.steps_per_second,
           "seconds": result.seconds}
 
 
@@ -67,7 +71,8 @@ def main() -> None:
   ap.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,5")
   ap.add_argument("--jobs", type=int, default=2, help="seeds trained in parallel (this machine has 2 cores)")
   ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override (JSON value)")
-  ap.add_argument("--final-episodes", type=int, default=20)
+  ap.add_argument("--final-episodes", type=int, default=100)
+  ap.add_argument("--final-seed", type=int, default=1_000_000, help="first seed of the judging episodes")
   ap.add_argument("--solved", type=float, help="greedy mean return that counts as solved (default: the task's)")
   ap.add_argument("--out", default="benchmarks/results/cartpole_seeds")
   args = ap.parse_args()
@@ -78,19 +83,23 @@ def main() -> None:
   if solved is None: ap.error(f"no solved threshold known for {args.env}: pass --solved")
   start = time.time()
   with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-    rows = list(pool.map(run_seed, *zip(*[(args.env, args.preset, overrides, s, args.out, args.final_episodes, solved)
+    rows = list(pool.map(run_seed, *zip(*[(args.env, args.preset, overrides, s, args.out, args.final_episodes,
+                                           args.final_seed, solved)
                                           for s in seeds])))
   print(f"\n{args.env} preset={args.preset or 'default'} overrides={overrides} jobs={args.jobs}\n")
-  print(f"| seed | final greedy return (20 ep) | first eval >= {solved:g}: step | : wall s | env steps/s | run s |")
-  print("|---:|---:|---:|---:|---:|---:|")
+  n = args.final_episodes
+  print(f"| seed | handed over ({n} unseen ep) | best checkpoint ({n} unseen ep) | env steps run | "
+        f"first eval >= {solved:g}: step | : wall s | env steps/s | run s |")
+  print("|---:|---:|---:|---:|---:|---:|---:|---:|")
   for r in rows:
     first = (f"{r['solved_step']}", f"{r['solved_time']:.1f}") if r["solved_step"] else ("never", "-")
-    print(f"| {r['seed']} | {r['final_return']:.1f} ± {r['final_std']:.1f} | {first[0]} | {first[1]} | "
-          f"{r['sps']:.0f} | {r['seconds']:.1f} |")
+    print(f"| {r['seed']} | {r['final_return']:.1f} ± {r['final_std']:.1f} | {r['best_return']:.1f} | {r['steps']} | "
+          f"{first[0]} | {first[1]} | {r['sps']:.0f} | {r['seconds']:.1f} |")
   finals = [r["final_return"] for r in rows]
+  print(f"\nbest checkpoints >= {solved:g}: {sum(r['best_return'] >= solved for r in rows)} of {len(rows)}")
   solved_steps = [r["solved_step"] for r in rows if r["solved_step"]]
   low, high = bootstrap_ci(np.array(finals, dtype=np.float64), "iqm")
-  print(f"\nseeds ending >= {solved:g}: {sum(f >= solved for f in finals)} of {len(rows)}; "
+  print(f"handed over >= {solved:g}: {sum(f >= solved for f in finals)} of {len(rows)}; "
         f"final return IQM {float(iqm(np.array(finals))):.1f} [{low:.1f}, {high:.1f}], median {statistics.median(finals):.1f}; "
         f"median first-solve step {statistics.median(solved_steps) if solved_steps else 'n/a'}; "
         f"median env steps/s {statistics.median(r['sps'] for r in rows):.0f}; total {time.time() - start:.0f} s")

@@ -9,6 +9,9 @@ PNG of greedy return against training wall-clock.
     .venv/bin/python benchmarks/vs_sb3.py zoo         # SB3's own zoo CartPole config in both libraries
     .venv/bin/python benchmarks/vs_sb3.py solve       # each library's best CartPole preset: time to solve
     .venv/bin/python benchmarks/vs_sb3.py cleanrl     # CleanRL's dqn.py CartPole config: env steps/s
+    .venv/bin/python benchmarks/vs_sb3.py handover --seeds 500-519 --sb3-seeds 500-504
+        # `tinydqn train CartPole-v1 --seed S` as a user runs it, the whole process timed, against SB3's zoo run;
+        # each policy handed over judged on 100 episodes no evaluation during training played
     .venv/bin/python benchmarks/vs_sb3.py zoo --tinydqn-env HCQ2=1,BEAM=2   # tinygrad's levers, as `train --fast`
     .venv/bin/python benchmarks/vs_sb3.py cleanrl --also lagged_acting=true  # and a tinydqn variant beside the default
 
@@ -119,10 +122,72 @@ def plot(results: dict[str, list[dict]], path: Path, title: str) -> None:
   fig.savefig(path, dpi=120)
 
 
+JUDGE_EPISODES, JUDGE_SEED = 100, 1_000_000  # far from the evaluation seeds a run trains with (10,000 + i)
+
+
+def tinydqn_cli_run(seed: int, extra: list[str]) -> dict:
+  """`tinydqn train CartPole-v1 --seed S` in a process of its own, timed whole (imports, set-up, training, its
+  evaluations, checkpoints); then its final and best checkpoints judged by `tinydqn eval` (not timed)."""
+  import tempfile
+  tinydqn = [sys.executable, "-m", "tinydqn"]
+  with tempfile.TemporaryDirectory() as tmp:
+    run_dir = f"{tmp}/run"
+    start = time.perf_counter()
+    subprocess.run([*tinydqn, "train", "CartPole-v1", "--seed", str(seed), "--run-dir", run_dir, "--quiet", *extra],
+                   check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    judged = {}
+    for name, flags in (("final", []), ("best", ["--best"])):
+      out = subprocess.run([*tinydqn, "eval", run_dir, *flags, "--episodes", str(JUDGE_EPISODES), "--seed",
+                            str(JUDGE_SEED), "--json"], check=True, capture_output=True, text=True).stdout
+      judged[name] = json.loads(out)["mean_return"]
+    summary = json.loads(Path(run_dir, "summary.json").read_text())
+  return {"seed": seed, "process_seconds": seconds, "steps": summary["total_timesteps"],
+          "handed_over": judged["final"], "best": judged["best"]}
+
+
+def handover(args) -> None:
+  """The main job as a user runs it, against SB3's zoo CartPole run (no evaluation in SB3's: a lower bound on its
+  time), one process at a time, alternating while both have seeds left."""
+  from tinydqn.plot import bootstrap_ci, iqm
+  from tinydqn.sweep import parse_seeds
+  import numpy as np
+  seeds, sb3_seeds = parse_seeds(args.seeds or "500-519"), parse_seeds(args.sb3_seeds or "500-504")
+  extra = [a for kv in args.also for a in (f"--{kv.split('=')[0].replace('_', '-')}", kv.split("=", 1)[1])]
+  ours, peer = [], []
+  for i in range(max(len(seeds), len(sb3_seeds))):
+    if i < len(seeds):
+      ours.append(tinydqn_cli_run(seeds[i], extra))
+      r = ours[-1]
+      print(f"tinydqn seed {r['seed']}: {r['process_seconds']:.1f} s, {r['steps']} steps, handed over "
+            f"{r['handed_over']:.1f}, best {r['best']:.1f}", file=sys.stderr, flush=True)
+    if i < len(sb3_seeds):
+      r = run("sb3", {**ZOO, "eval_freq": 0}, sb3_seeds[i], {})
+      peer.append({**r, "process_seconds": r["setup_seconds"] + r["seconds"]})
+      print(f"sb3 seed {r['seed']}: {peer[-1]['process_seconds']:.1f} s, final {r['final_return']:.1f}", file=sys.stderr,
+            flush=True)
+  print(f"\n### `tinydqn train CartPole-v1 --seed S{' ' + ' '.join(extra) if extra else ''}` against SB3's zoo run\n")
+  print(f"| seed | process s | env steps | handed over ({JUDGE_EPISODES} unseen episodes) | best checkpoint (same) |")
+  print("|---:|---:|---:|---:|---:|")
+  for r in ours:
+    print(f"| {r['seed']} | {r['process_seconds']:.1f} | {r['steps']} | {r['handed_over']:.1f} | {r['best']:.1f} |")
+  for name in ("handed_over", "best"):
+    values = np.array([r[name] for r in ours], dtype=np.float64)
+    low, high = bootstrap_ci(values, "iqm")
+    print(f"\n{name.replace('_', ' ')}: {int((values >= SOLVED).sum())} of {len(ours)} >= {SOLVED:g}; "
+          f"IQM {float(iqm(values)):.1f} [{low:.1f}, {high:.1f}]", end="")
+  a, b = statistics.median(r["process_seconds"] for r in ours), statistics.median(r["process_seconds"] for r in peer)
+  peer_finals = ", ".join(f"{r['final_return']:.1f}" for r in peer)
+  print(f"\n\nmedian process wall-clock: tinydqn {a:.1f} s ({len(ours)} seeds), SB3 zoo {b:.1f} s ({len(peer)} seeds, "
+        f"final returns over 20 episodes: {peer_finals}); ratio **{a / b:.3f}**")
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("comparison", choices=["zoo", "solve", "cleanrl"])
-  ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 5 for zoo, 10 for solve)")
+  ap.add_argument("comparison", choices=["zoo", "solve", "cleanrl", "handover"])
+  ap.add_argument("--seeds", default=None, help="number of seeds (default: 5 for zoo, 10 for solve); handover: a "
+                                                "seed list, e.g. 500-519")
+  ap.add_argument("--sb3-seeds", default=None, help="handover: SB3's seed list [default: 500-504]")
   ap.add_argument("--out", default=str(HERE / "results"))
   ap.add_argument("--tinydqn-env", default="", metavar="VAR=VALUE,...",
                   help="environment for the tinydqn runs, e.g. HCQ2=1,BEAM=2 (tinygrad's opt-in levers)")
@@ -130,6 +195,7 @@ def main() -> None:
                   help="one more tinydqn run per seed with these config fields changed, e.g. lagged_acting=true")
   args = ap.parse_args()
   if not SB3_PYTHON.exists(): sys.exit("run `bash benchmarks/setup_sb3.sh` first (SB3 lives in its own venv)")
+  if args.comparison == "handover": return handover(args)
   if args.comparison == "zoo":  # the same hyperparameters in both libraries
     configs = {"tinydqn": ZOO, "sb3": ZOO}
   elif args.comparison == "solve":  # each library's best preset
@@ -145,7 +211,7 @@ def main() -> None:
     configs = {lib: configs[lib], f"tinydqn ({fields})": {**configs[lib], **changes},
                **{k: v for k, v in configs.items() if k != lib}}
   if "BEAM" in tiny_env: warm_kernel_cache(configs[next(iter(configs))], tiny_env)
-  seeds = range(args.seeds or {"zoo": 5, "solve": 10, "cleanrl": 3}[args.comparison])
+  seeds = range(int(args.seeds) if args.seeds else {"zoo": 5, "solve": 10, "cleanrl": 3}[args.comparison])
   results: dict[str, list[dict]] = {lib: [] for lib in configs}
   for seed in seeds:  # alternate so drifting machine load hits both libraries alike
     for lib, config in configs.items():

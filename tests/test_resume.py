@@ -52,7 +52,9 @@ def deterministic(path: Path) -> list[dict]:
 
 def assert_same_run(a: Path, b: Path) -> None:
   for name in ("metrics.csv", "eval.csv"): assert deterministic(a / name) == deterministic(b / name), name
-  assert (a / "checkpoints/final.safetensors").read_bytes() == (b / "checkpoints/final.safetensors").read_bytes()
+  for name in ("final.safetensors", "best.safetensors"):  # the best evaluated policy is part of the loop state too
+    assert (a / "checkpoints" / name).read_bytes() == (b / "checkpoints" / name).read_bytes(), name
+  assert json.loads((a / "checkpoints/best.json").read_text())["eval"] == json.loads((b / "checkpoints/best.json").read_text())["eval"]
 
 
 def cli(*args: str, driver: list[str] | None = None) -> subprocess.Popen:
@@ -112,7 +114,8 @@ def test_killed_at_many_points_resumes_identically(reference, tmp_path):
 @pytest.mark.cpu_stage
 def test_damaged_snapshots_are_named_and_skipped(reference, tmp_path):
   run = tmp_path / "run"
-  cli("train", "--run-dir", str(run), *FLAGS, driver=["save_file", "4"]).wait(timeout=300)  # dies in snapshot 4
+  cli("train", "--run-dir", str(run), *FLAGS, driver=["save_file", "5"]).wait(timeout=300)
+  # dies in snapshot 4 (the 5th weights file: the first evaluation, at step 1000, wrote checkpoints/best)
   snapshots = sorted((run / "checkpoints").glob("step_*"))
   assert [s.name for s in snapshots] == ["step_000000000400", "step_000000000800", "step_000000001200"]
   evaluated = cli("eval", str(run), "--json")  # an unfinished run is evaluated with its newest snapshot

@@ -31,6 +31,7 @@ class Checkpoint:
   n_actions: int
   arrays: dict[str, np.ndarray]
   path: Path
+  eval: dict[str, Any] | None = None  # a best checkpoint's evaluation: step, mean_return, std_return, episodes
 
   def make_agent(self, device: str | None = None) -> DQNAgent:
     """A new agent holding this checkpoint's weights and optimizer state."""
@@ -40,8 +41,9 @@ class Checkpoint:
 
 
 def save_checkpoint(agent: DQNAgent, step: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype,
-                    stem: str | Path) -> Path:
-  """Writes `stem.safetensors` and `stem.json`; returns the JSON path."""
+                    stem: str | Path, eval_result: dict[str, Any] | None = None) -> Path:
+  """Writes `stem.safetensors` and `stem.json` (with `eval_result`, the evaluation that chose these weights, under
+  "eval"); returns the JSON path."""
   stem = Path(stem)
   stem.parent.mkdir(parents=True, exist_ok=True)
   weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
@@ -52,7 +54,8 @@ def save_checkpoint(agent: DQNAgent, step: int, obs_shape: tuple[int, ...], obs_
   os.replace(tmp_weights, weights)
   info = {"format": FORMAT_VERSION, "tinydqn_version": tinydqn.__version__, "step": step,
           "weights": weights.name, "obs_shape": list(obs_shape), "obs_dtype": np.dtype(obs_dtype).name,
-          "n_actions": agent.n_actions, "config": agent.config.to_dict()}
+          "n_actions": agent.n_actions, "config": agent.config.to_dict(),
+          **({"eval": eval_result} if eval_result is not None else {})}
   tmp_meta = meta.with_name(meta.name + ".tmp")
   tmp_meta.write_text(json.dumps(info, indent=2))
   os.replace(tmp_meta, meta)
@@ -65,10 +68,16 @@ def check_format(found: Any, expected: int, what: str) -> None:
     raise UserError(f"{what} has format version {found}; this tinydqn {tinydqn.__version__} reads version {expected}")
 
 
-def find_checkpoint(path: str | Path) -> Path:
-  """The checkpoint's JSON for a run directory (its final checkpoint, else its newest), a .json or
-  .safetensors path, or the stem the two share."""
+def find_checkpoint(path: str | Path, best: bool = False) -> Path:
+  """The checkpoint's JSON for a run directory (its final checkpoint, else its newest snapshot; with `best`, its
+  best evaluated policy), a .json or .safetensors path, or the stem the two share."""
   path = Path(path)
+  if best:
+    if not path.is_dir(): raise UserError(f"--best takes a run directory, not a checkpoint file: {path}")
+    if not (path / "checkpoints" / "best.json").is_file():
+      raise UserError(f"no best checkpoint in {path}: no periodic evaluation has run there (eval_freq 0, or the run "
+                      "stopped before its first)")
+    return path / "checkpoints" / "best.json"
   if path.is_dir():
     ckpt_dir = path / "checkpoints"
     if (ckpt_dir / "final.json").exists(): return ckpt_dir / "final.json"
@@ -81,9 +90,10 @@ def find_checkpoint(path: str | Path) -> Path:
   return found
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-  """Reads a checkpoint fully into host memory; any unreadable part is a UserError naming the file."""
-  meta_path = find_checkpoint(path)
+def load_checkpoint(path: str | Path, best: bool = False) -> Checkpoint:
+  """Reads a checkpoint (see `find_checkpoint`) fully into host memory; any unreadable part is a UserError naming
+  the file."""
+  meta_path = find_checkpoint(path, best)
   try:
     info: dict[str, Any] = json.loads(meta_path.read_text())
     check_format(info.get("format"), FORMAT_VERSION, f"checkpoint {meta_path}")
@@ -92,7 +102,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     arrays = {k: v.numpy() for k, v in safe_load(str(weights)).items()}
     config = Config.from_dict(info["config"])
     return Checkpoint(config, int(info["step"]), tuple(info["obs_shape"]), np.dtype(info["obs_dtype"]),
-                      int(info["n_actions"]), arrays, meta_path)
+                      int(info["n_actions"]), arrays, meta_path, info.get("eval"))
   except UserError:
     raise
   except Exception as e:  # a truncated, corrupted or foreign file: say which, in one line

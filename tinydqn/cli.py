@@ -36,6 +36,12 @@ def _int_tuple(text: str) -> tuple[int, ...]:
   except ValueError: raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _float_or_none(text: str) -> float | None:
+  if text.lower() == "none": return None
+  try: return float(text)
+  except ValueError: raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
   hints = typing.get_type_hints(Config)
   group = parser.add_argument_group("config fields (defaults: the preset's value, else the one shown)")
@@ -47,6 +53,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                         help=help_text)
     elif kind == tuple[int, ...]: group.add_argument(flag, type=_int_tuple, default=argparse.SUPPRESS,
                                                      metavar="N,N", help=help_text)
+    elif kind == float | None: group.add_argument(flag, type=_float_or_none, default=argparse.SUPPRESS,
+                                                  metavar="FLOAT|none", help=help_text)
     else: group.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=kind.__name__.upper(),
                              help=help_text)
 
@@ -76,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
   ev.add_argument("--episodes", type=int, default=None, help="[default: the run's eval_episodes]")
   ev.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
+  ev.add_argument("--best", action="store_true", help="play the run's best evaluated policy (checkpoints/best) "
+                                                      "instead of the one it handed over at its end")
   ev.add_argument("--json", action="store_true", help="print one JSON object")
   ev.add_argument("--device", help="tinygrad device [default: CPU, or $DEV when set]")
 
@@ -96,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Play greedy episodes with a saved agent and write them to an mp4 or GIF.")
   rec.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
   rec.add_argument("-o", "--output", default="run.mp4", help="video file, .mp4 or .gif [default: run.mp4]")
+  rec.add_argument("--best", action="store_true", help="play the run's best evaluated policy (checkpoints/best)")
   rec.add_argument("--episodes", type=int, default=1, help="[default: 1]")
   rec.add_argument("--seed", type=int, default=None, help="episode i uses seed SEED+i [default: the run's eval_seed]")
   rec.add_argument("--fps", type=float, default=None, help="[default: the env's render_fps]")
@@ -164,20 +175,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report(result) -> int:
-  ev = result.final_eval
-  print(f"\nDone: {result.steps} env steps on {result.agent.device} in {result.seconds:.1f} s "
+  """What was handed over, truthfully: a run that stopped once solved says when; a fixed-budget run whose final
+  policy is below its best evaluated one gives both, and the command that plays the best."""
+  ev, best, stop = result.final_eval, result.best_eval, result.stopped_early
+  print(f"\nDone: {result.steps:,} env steps on {result.agent.device} in {result.seconds:.1f} s "
         f"({result.steps_per_second:.0f} steps/s)")
-  print(f"Final greedy evaluation ({len(ev.returns)} episodes): mean return {ev.mean_return:.1f} ± {ev.std_return:.1f}")
+  if stop is not None:
+    print(f"Solved at step {stop['step']:,}: greedy {stop['mean_return']:.1f} ± {stop['std_return']:.1f} over "
+          f"{stop['episodes']} episodes (stop_at_return {stop['stop_at_return']:g}); training stopped there, and "
+          "that policy is the final checkpoint")
+  else:
+    print(f"Final greedy evaluation ({len(ev.returns)} episodes): mean return {ev.mean_return:.1f} ± {ev.std_return:.1f}")
+    if best is not None and best["mean_return"] > ev.mean_return:
+      print(f"Best evaluation: {best['mean_return']:.1f} ± {best['std_return']:.1f} at step {best['step']:,}, kept "
+            f"in checkpoints/best: tinydqn eval {result.run_dir} --best")
   print(f"Run directory: {result.run_dir}  (config.json, metrics.csv, eval.csv, summary.json, checkpoints/)")
   print(f"Evaluate again: tinydqn eval {result.run_dir}")
   return 0
 
 
-def _load_agent(path: str, device: str | None):
-  """The checkpoint at `path` (a run directory or checkpoint file) and an agent holding its weights."""
+def _load_agent(path: str, device: str | None, best: bool = False):
+  """The checkpoint at `path` (a run directory or checkpoint file; with `best` the run's best) and an agent
+  holding its weights."""
   from tinydqn.checkpoint import load_checkpoint
   device = _check_device(device)
-  ckpt = load_checkpoint(path)
+  ckpt = load_checkpoint(path, best)
   return ckpt, ckpt.make_agent(device)
 
 
@@ -186,7 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
   if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
   from tinydqn.envs import make_env
   from tinydqn.evaluate import evaluate
-  ckpt, agent = _load_agent(args.path, args.device)
+  ckpt, agent = _load_agent(args.path, args.device, args.best)
   episodes = args.episodes or ckpt.config.eval_episodes
   seed = ckpt.config.eval_seed if args.seed is None else args.seed
   env = make_env(ckpt.config.env_id, sticky_actions=ckpt.config.sticky_actions)
@@ -197,6 +219,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
   else:
     print(f"{ckpt.config.env_id}, checkpoint {ckpt.path} (step {ckpt.step}): mean return {result.mean_return:.1f} "
           f"± {result.std_return:.1f} over {episodes} greedy episodes")
+    if ckpt.eval is not None:
+      print(f"(chosen as the best by the run's evaluation at step {ckpt.eval['step']}: {ckpt.eval['mean_return']:.1f} "
+            f"± {ckpt.eval['std_return']:.1f} over {ckpt.eval['episodes']} episodes)")
   return 0
 
 
@@ -216,7 +241,7 @@ def cmd_record(args: argparse.Namespace) -> int:
   if args.seed is not None and args.seed < 0: raise UserError(f"--seed must be >= 0, got {args.seed}")
   if args.fps is not None and not args.fps > 0: raise UserError(f"--fps must be > 0, got {args.fps}")
   from tinydqn.record import record
-  ckpt, agent = _load_agent(args.path, args.device)
+  ckpt, agent = _load_agent(args.path, args.device, args.best)
   seed = ckpt.config.eval_seed if args.seed is None else args.seed
   result, frames = record(agent, ckpt.config.env_id, args.output, args.episodes, seed, args.fps,
                          ckpt.config.sticky_actions)

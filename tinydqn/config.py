@@ -117,6 +117,9 @@ class Config:
   eval_episodes: int = _doc("Episodes per greedy evaluation.", default=10)
   eval_seed: int = _doc("Evaluation episode i resets with seed eval_seed + i, the same at every evaluation.",
                         default=10_000)
+  stop_at_return: float | None = _doc("End the run after the first periodic evaluation whose mean return is at least "
+                                      "this (the policy then handed over is the one evaluated); none: train for the "
+                                      "whole total_timesteps.", default=None)
   # Snapshots for --resume (they do not change what is learned)
   checkpoint_freq: int = _doc("Write a snapshot for --resume every this many env steps (0: none).", default=10_000)
   keep_checkpoints: int = _doc("How many of the newest snapshots to keep.", default=2)
@@ -173,6 +176,9 @@ class Config:
     if self.network not in NETWORKS: _invalid(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
     if not 0.0 <= self.sticky_actions <= 1.0: _invalid(f"sticky_actions must be in [0, 1], got {self.sticky_actions}")
     if not self.v_min < self.v_max: _invalid(f"v_min ({self.v_min}) must be < v_max ({self.v_max})")
+    if self.stop_at_return is not None and self.eval_freq == 0:
+      _invalid(f"stop_at_return ({self.stop_at_return:g}) needs periodic evaluations to stop on, and eval_freq is 0 "
+               "(--stop-at-return none trains for the whole budget)")
 
   def _check_types(self) -> None:
     """Each value has its field's type (ints are fine for floats; JSON lists for net_arch); floats are finite."""
@@ -182,7 +188,8 @@ class Config:
         if not isinstance(value, (tuple, list)) or not all(isinstance(h, int) and not isinstance(h, bool) for h in value):
           _invalid(f"{f} must be a sequence of integers, got {value!r}")
         object.__setattr__(self, f, tuple(value))
-      elif kind is float:
+      elif kind == float | None and value is None: continue
+      elif kind in (float, float | None):
         if isinstance(value, bool) or not isinstance(value, (int, float)): _invalid(f"{f} must be a number, got {value!r}")
         if not math.isfinite(value): _invalid(f"{f} must be finite, got {value!r}")
         object.__setattr__(self, f, float(value))
@@ -259,10 +266,13 @@ def presets_for(env_id: str | None, preset: str | None) -> list[str]:
 
 def make_config(env_id: str | None = None, preset: str | None = None, **overrides: Any) -> Config:
   """Defaults, then the preset(s) (see `presets_for`), then the env preset's table for the modifier (e.g. the
-  `[rainbow]` table of cartpole.toml), then the overrides, then validation."""
+  `[rainbow]` table of cartpole.toml), then the overrides, then validation. Overrides that turn evaluation off
+  (eval_freq 0) also turn off a preset's stop_at_return, which has nothing left to stop on."""
   names, values = presets_for(env_id, preset), {}
   tables = [_read_preset(name) for name in names]  # each TOML read once: its fields, and (env preset) its tables
   for table in tables: values.update(_fields(table))
   if len(names) == 2: values.update(_fields(tables[0].get(names[1], {})))
   if env_id is not None: values["env_id"] = env_id
+  if overrides.get("eval_freq") == 0 and "stop_at_return" not in overrides:
+    values.pop("stop_at_return", None)  # a preset's stop needs the evaluations these overrides turn off
   return Config().replace(**{**values, **overrides})

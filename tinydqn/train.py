@@ -40,6 +40,8 @@ class TrainResult:
   steps: int  # env steps taken: total_timesteps rounded up to a multiple of num_envs
   seconds: float  # wall-clock of the whole loop
   eval_seconds: float  # the part of it spent in periodic greedy evaluation
+  best_eval: dict | None  # the best periodic evaluation (step, mean_return, std_return, episodes), None if none ran
+  stopped_early: dict | None  # why and where a run ended before total_timesteps (stop_at_return), else None
 
 
 @dataclass
@@ -57,6 +59,7 @@ class LoopState:
   elapsed: float = 0.0  # wall-clock seconds of training so far (time_s continues across a resume)
   eval_seconds: float = 0.0
   lives: np.ndarray | None = None  # Atari: each env's lives, to store a life loss as terminal
+  best_eval: dict | None = None  # the best periodic evaluation so far, whose weights checkpoints/best.* hold
 
 
 def linear_schedule(start: float, end: float, step: int, span: float) -> float:
@@ -163,7 +166,8 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str, snapshot: S
         run.learn(before)
         # (Nature) Every C steps reset Q̂ = Q (or move it towards Q by Polyak averaging with τ < 1).
         run.sync_target(before)
-        run.evaluate(before)  # greedy, every eval_freq steps
+        run.evaluate(before)  # greedy, every eval_freq steps; a new best is saved as checkpoints/best.*
+        if run.solved(): break  # stop_at_return reached: the policy just evaluated is the one handed over
         run.snapshot(before, stop.signum)  # every checkpoint_freq steps, and on SIGINT/SIGTERM (then stops)
     return run.finish()
 
@@ -277,8 +281,27 @@ class _Run:
     for _ in range(crossings(self.config.target_update_interval, before, self.state.step)): self.agent.sync_target()
 
   def evaluate(self, before: int) -> None:
+    """A greedy evaluation every eval_freq steps, kept if it is the best so far."""
     if self.config.eval_freq and crossings(self.config.eval_freq, before, self.state.step):
       self.last_eval = (self.state.step, self.run_eval())
+      self.keep_if_best(self.last_eval[1])
+
+  def keep_if_best(self, result: EvalResult) -> None:
+    """An evaluation whose mean beats every earlier one (strictly, as SB3's EvalCallback) writes the weights it
+    played to checkpoints/best.*. The loop state remembers it, so a resumed run writes the same best checkpoint as
+    the uninterrupted one."""
+    state = self.state
+    if state.best_eval is None or result.mean_return > state.best_eval["mean_return"]:
+      state.best_eval = {"step": state.step, "mean_return": result.mean_return, "std_return": result.std_return,
+                         "episodes": len(result.returns)}
+      save_checkpoint(self.agent, state.step, self.obs_shape, self.obs_dtype, self.run_dir / "checkpoints" / "best",
+                      state.best_eval)
+
+  def solved(self) -> bool:
+    """Whether the evaluation of this step reached stop_at_return before the end of the budget."""
+    threshold, state = self.config.stop_at_return, self.state
+    return (threshold is not None and state.step < self.config.total_timesteps and self.last_eval is not None
+            and self.last_eval[0] == state.step and self.last_eval[1].mean_return >= threshold)
 
   def snapshot(self, before: int, signum: int | None) -> None:
     config, step = self.config, self.state.step
@@ -292,16 +315,27 @@ class _Run:
     self.read_stats()
     seconds = time.perf_counter() - self.start
     self.bar.update(state.step)
-    final_eval = self.last_eval[1] if self.last_eval and self.last_eval[0] == state.step else self.run_eval()
+    if self.last_eval and self.last_eval[0] == state.step: final_eval = self.last_eval[1]
+    else:
+      final_eval = self.run_eval()
+      if self.config.eval_freq: self.keep_if_best(final_eval)  # so that the best is never below the final
+    stopped_early = None
+    if state.step < self.config.total_timesteps:  # only stop_at_return ends the loop early
+      stopped_early = {"step": state.step, "reason": "stop_at_return", "stop_at_return": self.config.stop_at_return,
+                       "mean_return": final_eval.mean_return, "std_return": final_eval.std_return,
+                       "episodes": len(final_eval.returns)}
+      self.bar.write(f"step {state.step}: solved (greedy mean {final_eval.mean_return:.1f} >= stop_at_return "
+                     f"{self.config.stop_at_return:g}): training stops here")
     self.bar.close()
     self.tb.close()
     save_checkpoint(self.agent, state.step, self.obs_shape, self.obs_dtype, self.run_dir / "checkpoints" / "final")
     summary = {"env_id": self.config.env_id, "seed": self.config.seed, "device": self.agent.device, "total_timesteps": state.step,
                "episodes": state.episode, "seconds": seconds, "eval_seconds": state.eval_seconds,
-               "steps_per_second": state.step / seconds, "final_eval": final_eval.to_dict()}
+               "steps_per_second": state.step / seconds, "final_eval": final_eval.to_dict(),
+               "best_eval": state.best_eval, "stopped_early": stopped_early}
     (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(self.run_dir, self.agent, final_eval, state.step / seconds, state.step, seconds,
-                       state.eval_seconds)
+                       state.eval_seconds, state.best_eval, stopped_early)
 
   # ---- what the steps use ----
   def read_stats(self) -> list[float]:
