@@ -45,3 +45,18 @@ def filled_buffer(n: int = 64, seed: int = 0, **kw) -> ReplayBuffer:
 
 def params_numpy(net) -> list[np.ndarray]:
   return [p.numpy().copy() for p in net.parameters()]
+
+
+def lag_target(agent: DQNAgent, config: Config, seed: int = 7) -> None:
+  """Loads another network's weights into `agent`'s target net, so that the target and the online net disagree (a
+  test that syncs them before each step cannot tell which of the two a TD target used)."""
+  other = make_agent(config, seed=seed)
+  state = {k: v.copy() for k, v in agent.state_arrays().items()}
+  state.update({"target." + k.removeprefix("online."): v.copy() for k, v in other.state_arrays().items()
+                if k.startswith("online.")})
+  agent.load_state_dict(state)
+
+
+def choosers_differ(agent: DQNAgent, next_obs: np.ndarray) -> bool:
+  """Whether the online and the target net pick a different a′ for some of these observations."""
+  return bool((agent.q_values(next_obs).argmax(1) != agent.head.q_values(agent.target(Tensor(next_obs.copy()))).numpy().argmax(1)).any())

@@ -21,7 +21,7 @@ from tinydqn.train import train
 CONFIG = make_config("CartPole-v1", seed=2, total_timesteps=3000, learning_starts=200, train_freq=4, gradient_steps=1,
                      batch_size=32, net_arch=(32,), target_update_interval=100, learning_rate=2e-3,
                      learning_rate_schedule="constant", eval_freq=250, eval_episodes=3, checkpoint_freq=0,
-                     stop_at_return=None)
+                     stop_at_return=None, stop_eval_episodes=0)
 
 
 def eval_rows(run: Path) -> list[dict]:
@@ -122,3 +122,23 @@ def test_bad_input_about_the_best_and_the_stop(tmp_path, fixed_budget):
   weights = damaged / "checkpoints/best.safetensors"
   weights.write_bytes(weights.read_bytes()[:100])
   assert_one_line_error(cli("eval", str(damaged), "--best", cwd=tmp_path), "cannot read checkpoint", "best.json")
+
+
+def test_a_stop_is_decided_on_stop_eval_episodes(fixed_budget, tmp_path):
+  """A periodic evaluation that reaches the threshold is extended to stop_eval_episodes (seeds on from its own);
+  the run stops only if the mean over all of them reaches the threshold too."""
+  rows = eval_rows(fixed_budget)
+  means = [float(r["mean_return"]) for r in rows]
+  threshold, episodes = max(means[1:]), 12
+  step = int(rows[next(i for i, m in enumerate(means) if m >= threshold)]["step"])
+  best = load_checkpoint(fixed_budget, best=True)
+  assert best.step == step  # the candidate's weights (the first evaluation reaching the best mean)
+  extra = evaluate(best.make_agent(), make_env("CartPole-v1"), episodes - CONFIG.eval_episodes,
+                   CONFIG.eval_seed + CONFIG.eval_episodes)
+  evidence = (sum(extra.returns) + CONFIG.eval_episodes * means[step // CONFIG.eval_freq - 1]) / episodes
+  result = train(CONFIG.replace(stop_at_return=threshold, stop_eval_episodes=episodes), tmp_path / "run", progress=False)
+  if evidence >= threshold:
+    assert result.steps == step and result.stopped_early["episodes"] == episodes
+    assert result.stopped_early["mean_return"] == pytest.approx(evidence)
+  else:  # not kept over the longer evaluation: the run goes on past that step
+    assert result.steps > step and (result.stopped_early is None or result.stopped_early["step"] > step)

@@ -136,7 +136,7 @@ def test_a_folder_that_is_not_a_run_is_named(runs, tmp_path, capsys):
 
 
 def test_a_run_without_evaluations_says_so(tmp_path, capsys):
-  run = train(CONFIG.replace(total_timesteps=100, eval_freq=0), tmp_path / "r", progress=False).run_dir
+  run = train(CONFIG.replace(total_timesteps=100, eval_freq=0, stop_at_return=None), tmp_path / "r", progress=False).run_dir
   (run / "eval.csv").write_text("step,mean_return,std_return,min_return,max_return,time_s,train_time_s\n")
   assert "no rows" in one_line_error(capsys, ["plot", str(run), "-o", str(tmp_path / "c.png")])
 

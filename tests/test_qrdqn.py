@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor
 
-from conftest import filled_buffer, make_agent
+from conftest import choosers_differ, filled_buffer, lag_target, make_agent
 from tinydqn.config import make_config
 from tinydqn.conv import NatureCNN
 from tinydqn.errors import UserError
@@ -36,12 +36,15 @@ def numpy_quantile_huber(theta, target, tau_hat):
 
 @pytest.mark.parametrize("double_q", [False, True])
 def test_jitted_update_is_the_quantile_huber_loss_of_numpy(small_config, double_q):
-  agent = make_agent(small_config.replace(quantiles=5, double_q=double_q))
+  config = small_config.replace(quantiles=5, double_q=double_q)
+  agent = make_agent(config)
+  lag_target(agent, config)  # so that choosing a′ with the target instead of the online net would show
   assert isinstance(agent.head, QuantileHead)
   rng, buf, rows, tau_hat = np.random.default_rng(3), filled_buffer(), np.arange(8), quantile_midpoints(5)
   for _ in range(3):  # run, capture, replay
     buf.sample_into(agent.batch, rng)
     b = agent.batch
+    assert choosers_differ(agent, b.next_obs)
     out = agent.online(Tensor(b.obs.copy())).numpy()  # [batch, actions, quantiles]
     next_target = agent.target(Tensor(b.next_obs.copy())).numpy()
     chooser = agent.online(Tensor(b.next_obs.copy())).numpy() if double_q else next_target
@@ -52,7 +55,6 @@ def test_jitted_update_is_the_quantile_huber_loss_of_numpy(small_config, double_
     assert loss == pytest.approx(expected.mean(), rel=1e-4)
     np.testing.assert_allclose(agent.last_priorities, expected, rtol=1e-4, atol=1e-6)
     assert q_mean == pytest.approx(out[rows, b.actions].mean(), rel=1e-4, abs=1e-5)
-    agent.sync_target()
 
 
 def test_prioritized_replay_weights_the_quantile_loss(small_config):

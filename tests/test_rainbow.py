@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor
 
-from conftest import filled_buffer, make_agent
+from conftest import choosers_differ, filled_buffer, lag_target, make_agent
 from tinydqn.heads import atom_log_softmax, atom_softmax, categorical_projection
 from tinydqn.buffers import Batch, ReplayBuffer
 from tinydqn.networks import NoisyLinear, empty_noise, factorized_noise
@@ -266,11 +266,13 @@ def test_atom_softmaxes_give_softmax_and_log_softmax_values_and_gradients():
 def test_c51_update_is_cross_entropy_to_the_projected_target(small_config, double_q):
   config = small_config.replace(distributional=True, atoms=11, v_min=-5.0, v_max=5.0, double_q=double_q)
   agent = make_agent(config)
+  lag_target(agent, config)  # so that choosing a′ with the target instead of the online net would show
   rng, buf, z = np.random.default_rng(3), filled_buffer(), np.linspace(-5, 5, 11)
   softmax = lambda x: np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)
   for _ in range(3):
     buf.sample_into(agent.batch, rng)
     b, rows = agent.batch, np.arange(8)
+    assert choosers_differ(agent, b.next_obs)
     logits = agent.online(Tensor(b.obs.copy())).numpy()
     next_p = softmax(agent.target(Tensor(b.next_obs.copy())).numpy())
     chooser = agent.q_values(b.next_obs) if double_q else (next_p * z).sum(-1)
@@ -282,4 +284,3 @@ def test_c51_update_is_cross_entropy_to_the_projected_target(small_config, doubl
     assert loss == pytest.approx(ce.mean(), rel=1e-4)
     np.testing.assert_allclose(agent.last_priorities, ce, rtol=1e-4)
     assert q_mean == pytest.approx((softmax(logits[rows, b.actions]) * z).sum(1).mean(), rel=1e-4, abs=1e-5)
-    agent.sync_target()

@@ -54,7 +54,7 @@ def one_line_error(capsys, argv) -> str:
   ("[grid]\nlr = [1, 2]\n", ["unknown config field", "[grid]: lr", *CONFIG_FIELDS]),
   ("[grid]\nseed = [1, 2]\n", ["seed", "top-level `seeds`"]),
   ("[grid]\ngamma = 0.9\n", ["gamma must be a non-empty list"]),
-  ("[grid]\nlearning_rate = [1e-3, -1.0]\n", ["trial CartPole-v1__learning_rate=-1__s0", "learning_rate must be > 0"]),
+  ("[grid]\nlearning_rate = [1e-3, -1.0]\n", ["trial CartPole-v1__learning_rate=-1.0__s0", "learning_rate must be > 0"]),
 ])
 def test_bad_specs_fail_before_anything_starts(tmp_path, capsys, extra, fragments):
   spec = tmp_path / "s.toml"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor
 
-from conftest import filled_buffer, make_agent
+from conftest import choosers_differ, filled_buffer, lag_target, make_agent
 from tinydqn.heads import MunchausenHead, td_loss, td_target
 
 GAMMA = 0.9
@@ -49,11 +49,13 @@ def test_update_loss_matches_numpy(small_config, double_q, loss):
   """The jitted step gathers Q(φ_j, a_j) and builds y_j from the target net exactly as written by hand."""
   config = small_config.replace(double_q=double_q, loss=loss, gamma=0.97)
   agent = make_agent(config)
+  lag_target(agent, config)  # the target lags: Double DQN's choice of a′ by the online net is then visible
   rng = np.random.default_rng(1)
   buf = filled_buffer(gamma=0.97)
   for _ in range(3):  # run past the jit's capture so the replayed graph is checked too
     drawn = buf.sample_into(agent.batch, rng)
     b = agent.batch
+    assert choosers_differ(agent, b.next_obs)
     q = agent.q_values(b.obs)[np.arange(len(b.actions)), b.actions]
     next_target = agent.target(Tensor(b.next_obs)).numpy()
     if double_q: next_v = next_target[np.arange(len(b.actions)), agent.q_values(b.next_obs).argmax(1)]
@@ -65,7 +67,6 @@ def test_update_loss_matches_numpy(small_config, double_q, loss):
     got_loss, got_q = agent.update().numpy()
     assert got_loss == pytest.approx(expected, rel=1e-4)
     assert got_q == pytest.approx(q.mean(), rel=1e-4, abs=1e-6)
-    agent.sync_target()
 
 
 def munchausen_loss(out, next_target, target_at_s, actions, alpha=0.9, tau=1.0, clip=-1.0, gamma=GAMMA):

@@ -79,7 +79,7 @@ def test_resume_hides_the_events_logged_after_the_snapshot(tmp_path, monkeypatch
 
 
 def test_force_removes_the_old_runs_events(tmp_path):
-  config = CONFIG.replace(total_timesteps=100, eval_freq=0)
+  config = CONFIG.replace(total_timesteps=100, eval_freq=0, stop_at_return=None)
   train(config, tmp_path / "run", progress=False)
   train(config.replace(seed=3), tmp_path / "run", force=True, progress=False)
   assert len(list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))) == 1
@@ -88,5 +88,5 @@ def test_force_removes_the_old_runs_events(tmp_path):
 
 def test_switched_off_by_environment(tmp_path, monkeypatch):
   monkeypatch.setenv("TINYDQN_TENSORBOARD", "0")
-  run = train(CONFIG.replace(total_timesteps=100, eval_freq=0), tmp_path / "run", progress=False).run_dir
+  run = train(CONFIG.replace(total_timesteps=100, eval_freq=0, stop_at_return=None), tmp_path / "run", progress=False).run_dir
   assert not (run / "tb").exists()

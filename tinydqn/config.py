@@ -120,6 +120,10 @@ class Config:
   stop_at_return: float | None = _doc("End the run after the first periodic evaluation whose mean return is at least "
                                       "this (the policy then handed over is the one evaluated); none: train for the "
                                       "whole total_timesteps.", default=None)
+  stop_eval_episodes: int = _doc("Episodes a stop is decided on: when a periodic evaluation reaches stop_at_return, "
+                                 "the policy plays more greedy episodes (seeds on from the evaluation's) until this "
+                                 "many, and the run stops only if their mean reaches it too. 0: the evaluation's "
+                                 "own episodes.", default=0)
   # Snapshots for --resume (they do not change what is learned)
   checkpoint_freq: int = _doc("Write a snapshot for --resume every this many env steps (0: none).", default=10_000)
   keep_checkpoints: int = _doc("How many of the newest snapshots to keep.", default=2)
@@ -131,7 +135,8 @@ class Config:
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps",
                  "fused_updates", "target_update_interval", "eval_episodes", "keep_checkpoints", "n_step"):
       if getattr(self, name) < 1: _invalid(f"{name} must be >= 1, got {getattr(self, name)}")
-    for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm", "checkpoint_freq"):
+    for name in ("learning_starts", "eval_freq", "seed", "eval_seed", "max_grad_norm", "checkpoint_freq",
+                 "stop_eval_episodes"):
       if getattr(self, name) < 0: _invalid(f"{name} must be >= 0, got {getattr(self, name)}")
     if not self.learning_rate > 0: _invalid(f"learning_rate must be > 0, got {self.learning_rate}")
     if self.batch_size > self.buffer_size:
@@ -158,6 +163,11 @@ class Config:
     if not 0 <= self.momentum < 1: _invalid(f"momentum must be in [0, 1), got {self.momentum}")
     if self.momentum > 0 and self.optimizer != "rmsprop_torch":
       _invalid(f"momentum applies to optimizer 'rmsprop_torch' only, not {self.optimizer!r}")
+    if not 0.0 <= self.terminal_fraction < 1.0:
+      _invalid(f"terminal_fraction must be in [0, 1) (a share of each minibatch), got {self.terminal_fraction}")
+    if self.terminal_fraction and self.prioritized:
+      _invalid("terminal_fraction sets apart part of a uniform minibatch; prioritized replay draws by priority instead "
+               "(choose one)")
     if not 0.0 <= self.alpha <= 1.0: _invalid(f"alpha must be in [0, 1], got {self.alpha}")
     if not 0.0 <= self.beta <= 1.0: _invalid(f"beta must be in [0, 1], got {self.beta}")
     if not self.priority_eps > 0: _invalid(f"priority_eps must be > 0, got {self.priority_eps}")

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from gymnasium.wrappers import FlattenObservation, TransformAction
+from gymnasium.wrappers import FlattenObservation, ReshapeObservation, TransformAction
 
 from tinydqn.atari import is_atari, is_minatar, make_pixel_env
 from tinydqn.errors import UserError
@@ -42,6 +42,11 @@ def make_env(env_id: str, render_mode: str | None = None, sticky_actions: float 
     except NotImplementedError:
       env.close()
       raise UserError(f"{env_id} has observation space {env.observation_space}, which cannot be flattened") from None
+  shape = env.observation_space.shape
+  if shape is None or not all(isinstance(n, int) and n > 0 for n in shape):  # e.g. a flattened Sequence or Graph
+    env.close()
+    raise UserError(f"{env_id} has observation space {env.observation_space}: DQN needs observations of a fixed shape")
+  if shape == (): env = ReshapeObservation(env, (1,))  # a scalar Box: one feature, as a batch of vectors needs
   return env
 
 

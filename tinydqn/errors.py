@@ -10,11 +10,10 @@ class UserError(Exception):
 
 
 class Interrupted(Exception):
-  """SIGINT or SIGTERM arrived: the loop finished its step and wrote a snapshot (exit 128 + signal)."""
+  """SIGINT or SIGTERM arrived: the loop stopped and says what a resume would continue from (exit 128 + signal)."""
 
-  def __init__(self, signum: int, step: int, run_dir: Path):
-    super().__init__(f"{signal.Signals(signum).name} at step {step}: snapshot written; "
-                     f"continue with: tinydqn train --resume {run_dir}")
+  def __init__(self, signum: int, step: int, what: str):
+    super().__init__(f"{signal.Signals(signum).name} at step {step}: {what}")
     self.exit_code = 128 + signum
 
 

@@ -87,7 +87,8 @@ def group_runs(run_dirs: list[Path], labels: list[str] | None = None) -> dict[st
   configs = {}
   for d in run_dirs:
     if not (d / "config.json").is_file(): raise UserError(f"{d} is not a run directory (no config.json)")
-    configs[d] = learned_settings(json.loads((d / "config.json").read_text()))
+    try: configs[d] = learned_settings(json.loads((d / "config.json").read_text()))
+    except (ValueError, AttributeError) as e: raise UserError(f"cannot read {d / 'config.json'}: {e}") from None
   keys = sorted({k for c in configs.values() for k in c})
   varying = [k for k in keys if k != "env_id" and len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
   groups: dict[str, list[Path]] = {}
@@ -141,6 +142,12 @@ def plot_curves(groups: dict[str, list[tuple[np.ndarray, np.ndarray]]], out: str
   ax.grid(alpha=0.3)
   ax.legend(fontsize="small")
   out = Path(out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out, dpi=120)
+  formats = fig.canvas.get_supported_filetypes()
+  if out.suffix.lower().lstrip(".") not in formats:
+    raise UserError(f"cannot write a plot as {out}: name a file ending in one of .{', .'.join(sorted(formats))}")
+  try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+  except OSError as e:
+    raise UserError(f"cannot write {out}: {e.strerror}") from None
   return out

@@ -33,10 +33,12 @@ def _machine_signature() -> str:
 
 
 def disk_key(key: tuple) -> str | None:
-  """The disk cache's key for one of tinygrad's `to_program_key`s, or None for programs not kept on disk."""
+  """The disk cache's key for one of tinygrad's `to_program_key`s, or None for programs not kept on disk (other devices,
+  and every program where /proc/cpuinfo does not identify the CPU: -mcpu=native code must not run on another)."""
   from tinydqn import wide_kernels
   ast_key, renderer_type, target, *settings = key
   if getattr(target, "device", None) != "CPU": return None
+  if not wide_kernels.cpu_description(): return None  # a CPU that cannot be told apart from another: build, never share
   text = "|".join([ast_key.hex(), f"{renderer_type.__module__}.{renderer_type.__qualname__}", repr(target), repr(settings),
                    f"wide={wide_kernels._installed}", _machine_signature()])
   return hashlib.sha256(text.encode()).hexdigest()

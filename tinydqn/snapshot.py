@@ -9,6 +9,7 @@ snapshot when the newest is damaged. Snapshots are pickles: only resume runs you
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -74,6 +75,24 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
     return None
   for stale in ckpt_dir.glob(f".{PREFIX}*.tmp"): shutil.rmtree(stale)  # left by a crash in mid-write
   final, tmp = ckpt_dir / snapshot_name(step), ckpt_dir / f".{snapshot_name(step)}.tmp"
+  try:
+    _write_files(tmp, step, agent, memory, state, include_replay)
+  except OSError as e:  # the disk filled up after all (another writer, a quota): the run goes on without it
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"tinydqn: warning: snapshot at step {step} skipped: the disk filled up while writing it ({e.strerror})",
+          file=sys.stderr)
+    return None
+  if final.exists(): shutil.rmtree(final)
+  os.rename(tmp, final)
+  _fsync(ckpt_dir)
+  for old in snapshot_dirs(ckpt_dir)[:-keep]: shutil.rmtree(old)
+  return final
+
+
+def _write_files(tmp: Path, step: int, agent: DQNAgent, memory: ReplayBuffer, state: dict[str, Any],
+                 include_replay: bool) -> None:
+  """The snapshot's files in `tmp`, with their manifest, fsynced."""
   tmp.mkdir()
   save_checkpoint(agent, step, agent.batch.obs.shape[1:], agent.batch.obs.dtype, tmp / "agent")
   if include_replay:
@@ -83,11 +102,6 @@ def save_snapshot(ckpt_dir: Path, step: int, agent: DQNAgent, memory: ReplayBuff
   (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT_VERSION, "step": step, "files": files}, indent=1))
   for p in tmp.iterdir(): _fsync(p)
   _fsync(tmp)
-  if final.exists(): shutil.rmtree(final)
-  os.rename(tmp, final)
-  _fsync(ckpt_dir)
-  for old in snapshot_dirs(ckpt_dir)[:-keep]: shutil.rmtree(old)
-  return final
 
 
 def load_latest_snapshot(ckpt_dir: Path) -> Snapshot:

@@ -63,7 +63,8 @@ def _check_fields(table: Any, where: str) -> dict[str, Any]:
 
 
 def _value_text(v: Any) -> str:
-  return "x".join(map(str, v)) if isinstance(v, list | tuple) else f"{v:g}" if isinstance(v, float) else str(v)
+  # floats by repr, the shortest text that reads back as the same number: 2.5e-4 and 2.5000001e-4 stay apart
+  return "x".join(map(str, v)) if isinstance(v, list | tuple) else repr(v) if isinstance(v, float) else str(v)
 
 
 def make_trials(spec: dict[str, Any]) -> list[Trial]:
@@ -87,6 +88,8 @@ def make_trials(spec: dict[str, Any]) -> list[Trial]:
         config = make_config(env_id, spec.get("preset"), **values, seed=seed)
       except UserError as e:
         raise UserError(f"trial {name}: {e}") from None
+      if any(t.name == name for t in trials):  # e.g. a grid listing 1e-3 and 0.001: one run directory for both
+        raise UserError(f"the grid gives trial {name} twice (values that are the same number?); list each value once")
       trials.append(Trial(name, config, dict(zip(grid, combo))))
   return trials
 

@@ -22,12 +22,14 @@ from tinydqn.config import Config
 from tinydqn.devices import resolve_device
 from tinydqn.errors import Interrupted, TrainingDiverged, UserError
 from tinydqn.envs import describe, last_observations, make_env, make_vector_env
-from tinydqn.evaluate import EvalResult, evaluate
+from tinydqn.evaluate import EvalResult, EvaluationStopped, evaluate
 from tinydqn.fast import warn_without_command_queue
 from tinydqn.frame_buffer import FrameReplayBuffer
 from tinydqn.logger import EPISODE_COLUMNS, EVAL_COLUMNS, CsvLog, Progress
-from tinydqn.rundir import check_run_dir, default_run_dir, prepare_run_dir
-from tinydqn.snapshot import Snapshot, load_latest_snapshot, restore_tinygrad_rng, save_snapshot, tinygrad_rng_state
+from tinydqn.networks import build_torso
+from tinydqn.rundir import check_run_dir, default_run_dir, lock_run_dir, prepare_run_dir
+from tinydqn.snapshot import (Snapshot, load_latest_snapshot, restore_tinygrad_rng, save_snapshot, snapshot_dirs,
+                              tinygrad_rng_state)
 from tinydqn.tensorboard import TensorBoardLog
 
 
@@ -111,10 +113,13 @@ def train(config: Config, run_dir: str | Path | None = None, force: bool = False
   device = resolve_device(device)
   run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config.env_id, config.seed)
   check_run_dir(run_dir, force)
-  make_env(config.env_id, sticky_actions=config.sticky_actions).close()  # fails here, before anything is written
-  prepare_run_dir(run_dir, force)
-  (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), "device": device}, indent=2))
-  return _run(config, run_dir, progress, device, snapshot=None)
+  # An env, or a network that cannot take its observations, fails here, before anything is written.
+  with contextlib.closing(make_env(config.env_id, sticky_actions=config.sticky_actions)) as env:
+    build_torso(config, describe(env)[0])
+  with lock_run_dir(run_dir):  # held until the run ends: no second run can write here meanwhile
+    prepare_run_dir(run_dir, force)
+    (run_dir / "config.json").write_text(json.dumps({**config.to_dict(), "device": device}, indent=2))
+    return _run(config, run_dir, progress, device, snapshot=None)
 
 
 def read_run_config(run_dir: Path) -> tuple[Config, str | None]:
@@ -137,11 +142,12 @@ def resume(run_dir: str | Path, progress: bool = True, device: str | None = None
   config, trained_on = read_run_config(run_dir)
   if (run_dir / "summary.json").exists(): raise UserError(f"the run in {run_dir} has already finished")
   device = resolve_device(device)
-  snapshot = load_latest_snapshot(run_dir / "checkpoints")
-  if trained_on is not None and trained_on != device:
-    print(f"tinydqn: warning: {run_dir} trained on {trained_on} and continues on {device}: later rows will differ from "
-          f"an uninterrupted run's in rounding (summary.json will name {device})", file=sys.stderr)
-  return _run(config, run_dir, progress, device, snapshot=snapshot)
+  with lock_run_dir(run_dir):
+    snapshot = load_latest_snapshot(run_dir / "checkpoints")
+    if trained_on is not None and trained_on != device:
+      print(f"tinydqn: warning: {run_dir} trained on {trained_on} and continues on {device}: later rows will differ "
+            f"from an uninterrupted run's in rounding (summary.json will name {device})", file=sys.stderr)
+    return _run(config, run_dir, progress, device, snapshot=snapshot)
 
 
 def _run(config: Config, run_dir: Path, progress: bool, device: str, snapshot: Snapshot | None) -> TrainResult:
@@ -150,9 +156,10 @@ def _run(config: Config, run_dir: Path, progress: bool, device: str, snapshot: S
   with contextlib.ExitStack() as resources:
     # Initialize replay memory D to capacity N; initialize Q with random weights and Q̂ as its copy (or all of it,
     # the envs and the random generators included, as a snapshot left them).
-    run = _Run(config, run_dir, progress, device, snapshot, resources)
+    stop = _stop_on_signals()
+    run = _Run(config, run_dir, progress, device, snapshot, resources, stop)
     state = run.state
-    with _stop_on_signals() as stop, run.tb:  # tb: its event file is flushed however the loop ends
+    with stop, run.tb:  # tb: its event file is flushed however the loop ends
       while state.step < config.total_timesteps:
         before = state.step
         # With probability ε select a random action a_t, otherwise a_t = argmax_a Q(φ(s_t), a; θ).
@@ -177,8 +184,8 @@ class _Run:
   loop state and the logs, and how each step is done."""
 
   def __init__(self, config: Config, run_dir: Path, progress: bool, device: str, snapshot: Snapshot | None,
-               resources: contextlib.ExitStack):
-    self.config, self.run_dir = config, run_dir
+               resources: contextlib.ExitStack, stop: _stop_on_signals):
+    self.config, self.run_dir, self.stop = config, run_dir, stop
     self.eval_env = make_env(config.env_id, sticky_actions=config.sticky_actions)
     resources.callback(self.eval_env.close)
     self.obs_shape, self.obs_dtype, n_actions = describe(self.eval_env)
@@ -220,6 +227,7 @@ class _Run:
     self.start = time.perf_counter() - self.state.elapsed
     self.pending: Tensor | None = None  # the latest gradient step's [loss, mean Q], still on the device
     self.last_eval: tuple[int, EvalResult] | None = None
+    self.stop_evidence: EvalResult | None = None  # the episodes a stop_at_return stop was decided on
     self.snapshot_reported = False
 
   # ---- the steps of Algorithm 1 ----
@@ -298,16 +306,37 @@ class _Run:
                       state.best_eval)
 
   def solved(self) -> bool:
-    """Whether the evaluation of this step reached stop_at_return before the end of the budget."""
-    threshold, state = self.config.stop_at_return, self.state
-    return (threshold is not None and state.step < self.config.total_timesteps and self.last_eval is not None
-            and self.last_eval[0] == state.step and self.last_eval[1].mean_return >= threshold)
+    """Whether the evaluation of this step reached stop_at_return before the end of the budget, and kept it over
+    stop_eval_episodes: the evaluation's episodes and the further ones played now (seeds on from the evaluation's).
+    The evidence is kept in `stop_evidence`."""
+    config, state, threshold = self.config, self.state, self.config.stop_at_return
+    if not (threshold is not None and state.step < config.total_timesteps and self.last_eval is not None
+            and self.last_eval[0] == state.step and self.last_eval[1].mean_return >= threshold): return False
+    evidence, extra = self.last_eval[1], config.stop_eval_episodes - config.eval_episodes
+    if extra > 0:
+      more = self.timed_evaluation(extra, config.eval_seed + config.eval_episodes)
+      evidence = EvalResult(evidence.returns + more.returns, evidence.lengths + more.lengths)
+      if evidence.mean_return < threshold:
+        self.bar.write(f"step {state.step}: not stopping: over {len(evidence.returns)} episodes the greedy mean is "
+                       f"{evidence.mean_return:.1f}, below stop_at_return {threshold:g}")
+        return False
+    self.stop_evidence = evidence
+    return True
 
   def snapshot(self, before: int, signum: int | None) -> None:
     config, step = self.config, self.state.step
     if step < config.total_timesteps and (signum or (config.checkpoint_freq and crossings(config.checkpoint_freq, before, step))):
-      self.write_snapshot()
-      if signum: raise Interrupted(signum, step, self.run_dir)
+      written = self.write_snapshot()
+      if signum: raise Interrupted(signum, step, self.resume_hint("snapshot written" if written else
+                                                                  "its snapshot was skipped (too little disk space)"))
+
+  def resume_hint(self, what: str) -> str:
+    """`what` happened, and what `tinydqn train --resume` would continue from."""
+    newest = (snapshot_dirs(self.run_dir / "checkpoints") or [None])[-1]
+    command = f"tinydqn train --resume {self.run_dir}"
+    if newest is not None and newest.name.endswith(f"{self.state.step:012d}"): return f"{what}; continue with: {command}"
+    if newest is not None: return f"{what}; a resume continues from the newest snapshot, {newest.name}: {command}"
+    return f"{what}; there is no snapshot to resume from (start the run again with --force)"
 
   def finish(self) -> TrainResult:
     """The final evaluation (unless one just ran), checkpoint and summary."""
@@ -321,11 +350,12 @@ class _Run:
       if self.config.eval_freq: self.keep_if_best(final_eval)  # so that the best is never below the final
     stopped_early = None
     if state.step < self.config.total_timesteps:  # only stop_at_return ends the loop early
+      evidence = self.stop_evidence
       stopped_early = {"step": state.step, "reason": "stop_at_return", "stop_at_return": self.config.stop_at_return,
-                       "mean_return": final_eval.mean_return, "std_return": final_eval.std_return,
-                       "episodes": len(final_eval.returns)}
-      self.bar.write(f"step {state.step}: solved (greedy mean {final_eval.mean_return:.1f} >= stop_at_return "
-                     f"{self.config.stop_at_return:g}): training stops here")
+                       "mean_return": evidence.mean_return, "std_return": evidence.std_return,
+                       "episodes": len(evidence.returns)}
+      self.bar.write(f"step {state.step}: solved (greedy mean {evidence.mean_return:.1f} over {len(evidence.returns)} "
+                     f"episodes >= stop_at_return {self.config.stop_at_return:g}): training stops here")
     self.bar.close()
     self.tb.close()
     save_checkpoint(self.agent, state.step, self.obs_shape, self.obs_dtype, self.run_dir / "checkpoints" / "final")
@@ -353,17 +383,27 @@ class _Run:
     """Reads the latest gradient step's [loss, mean Q] from the device into the loop state, not logged yet."""
     if self.pending is not None: self.state.pending_stats, self.pending = self.agent.read(self.pending).tolist(), None
 
-  def run_eval(self) -> EvalResult:
+  def timed_evaluation(self, episodes: int, seed: int) -> EvalResult:
+    """Greedy episodes on the evaluation env, their time counted as evaluation time."""
     state, eval_start = self.state, time.perf_counter()
-    result = evaluate(self.agent, self.eval_env, self.config.eval_episodes, self.config.eval_seed)
+    try:
+      result = evaluate(self.agent, self.eval_env, episodes, seed, should_stop=lambda: self.stop.signum is not None)
+    except EvaluationStopped:  # a signal during an evaluation: stop now, with nothing of it kept (a resume redoes it)
+      raise Interrupted(self.stop.signum, state.step, self.resume_hint("the evaluation at this step was cut short")) from None
     state.eval_seconds += time.perf_counter() - eval_start
+    return result
+
+  def run_eval(self) -> EvalResult:
+    state = self.state
+    result = self.timed_evaluation(self.config.eval_episodes, self.config.eval_seed)
     d, now = result.to_dict(), time.perf_counter() - self.start
     self.eval_log.write({"step": state.step, **{k: d[k] for k in EVAL_COLUMNS[1:-2]}, "time_s": now,
                          "train_time_s": now - state.eval_seconds})
     self.bar.write(f"step {state.step}: greedy eval {result.mean_return:.1f} ± {result.std_return:.1f}")
     return result
 
-  def write_snapshot(self) -> None:
+  def write_snapshot(self) -> bool:
+    """Writes a snapshot of this step; False if it was skipped (too little disk space, said on stderr)."""
     config, state = self.config, self.state
     # Lagged acting logs each round's stats from the next round on: a snapshot keeps the latest unlogged, so a
     # resumed run logs what the uninterrupted one does.
@@ -379,15 +419,18 @@ class _Run:
       size = sum(f.stat().st_size for f in path.iterdir())
       self.bar.write(f"step {state.step}: snapshot {path.name} written ({size / 2**20:.1f} MiB, replay memory "
                      f"included: {config.checkpoint_buffer})")
+    return path is not None
 
 
 class _stop_on_signals:
   """Within the block, SIGINT/SIGTERM only record the signal (the loop then snapshots and stops); a second
   SIGINT interrupts at once. Signal handlers can only be set from the main thread; elsewhere this does nothing."""
 
-  def __enter__(self) -> _stop_on_signals:
+  def __init__(self):
     self.signum: int | None = None
     self._previous = {}
+
+  def __enter__(self) -> _stop_on_signals:
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGINT, signal.SIGTERM): self._previous[sig] = signal.signal(sig, self._handle)
     return self

@@ -34,11 +34,18 @@ def lanes_for(machine: str, flags: list[str]) -> int:
   return 16 if "avx512f" in flags else 8 if "avx" in flags else 4
 
 
+# The /proc/cpuinfo lines that tell CPUs apart: x86's model and flags, and what ARM kernels print instead (aarch64
+# usually has neither `model name` nor `flags`, but its implementer, part and revision, and `Features`).
+CPU_IDENTITY_LINES = ("model name", "flags", "Features", "CPU implementer", "CPU architecture", "CPU variant", "CPU part",
+                      "CPU revision")
+
+
 @functools.cache
-def cpu_description() -> tuple[str, ...]:
-  """This CPU's distinct `model name` and `flags` lines of `/proc/cpuinfo`, in file order (none where it is missing)."""
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, ...]:
+  """This CPU's distinct identity lines of `cpuinfo` (CPU_IDENTITY_LINES), in file order; none where the file is
+  missing or says nothing of them."""
   try:
-    with open("/proc/cpuinfo") as f: return tuple(dict.fromkeys(line for line in f if line.startswith(("model name", "flags"))))
+    with open(cpuinfo) as f: return tuple(dict.fromkeys(line for line in f if line.startswith(CPU_IDENTITY_LINES)))
   except OSError: return ()
 
 
