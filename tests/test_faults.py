@@ -1,7 +1,6 @@
 """Defects a review reproduced, each pinned by the test that failed before its fix: nothing lost, nothing hung, no
 traceback (the review's item number in each docstring)."""
 import errno
-import json
 import os
 import signal
 import subprocess

@@ -1,7 +1,6 @@
 """Exceptions the CLI turns into a one-line message and an exit code."""
 import importlib
 import signal
-from pathlib import Path
 from types import ModuleType
 
 
