@@ -144,4 +144,4 @@ def test_schedules_stop_at_their_end_when_num_envs_overshoots_the_total(tmp_path
                "--learning-starts", "500", "--net-arch", "8", "--eval-freq", "0", "--eval-episodes", "1", "--quiet",
                "--learning-rate-schedule", "linear"]) == 0
   assert rates and min(rates) >= 0.0
-  assert "Done: 1004 env steps" in capsys.readouterr().out  # the steps taken, not total_timesteps
+  assert "Done: 1,004 env steps" in capsys.readouterr().out  # the steps taken, not total_timesteps

@@ -206,7 +206,7 @@ def test_envs_and_csv_files_are_closed_when_a_run_fails(tmp_path, monkeypatch):
       env.close = lambda: closed.append(env) or close()
       return env
     return make
-  def evaluation_fails(*args): raise RuntimeError("eval failed")
+  def evaluation_fails(*args, **kwargs): raise RuntimeError("eval failed")
   monkeypatch.setattr(training, "make_env", tracked(training.make_env))
   monkeypatch.setattr(training, "make_vector_env", tracked(training.make_vector_env))
   monkeypatch.setattr(training, "evaluate", evaluation_fails)
