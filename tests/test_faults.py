@@ -24,6 +24,9 @@ from tinydqn.rundir import lock_run_dir
 from tinydqn.sweep import make_trials
 from tinydqn.train import _Run, train
 
+# What these check does not depend on the device (CI runs the suite again on CL without them).
+pytestmark = pytest.mark.cpu_stage
+
 TINY = dict(total_timesteps=1200, learning_starts=100, train_freq=4, gradient_steps=1, batch_size=16, net_arch=(16,),
             eval_freq=0, checkpoint_freq=400, keep_checkpoints=3, stop_at_return=None)
 # Registers the odd environments below, then runs the command line: `python -c DRIVER ARGS...`

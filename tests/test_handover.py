@@ -17,6 +17,9 @@ from tinydqn.errors import UserError
 from tinydqn.evaluate import evaluate
 from tinydqn.train import train
 
+# What these check does not depend on the device (CI runs the suite again on CL without them).
+pytestmark = pytest.mark.cpu_stage
+
 # Small enough for seconds, long enough that the greedy return moves between evaluations.
 CONFIG = make_config("CartPole-v1", seed=2, total_timesteps=3000, learning_starts=200, train_freq=4, gradient_steps=1,
                      batch_size=32, net_arch=(32,), target_update_interval=100, learning_rate=2e-3,
