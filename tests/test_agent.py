@@ -209,7 +209,7 @@ def test_jit_inputs_are_named_after_the_minibatch_fields_and_noise(small_config)
   buffers = [t.uop.base.realized for t in agent._fused_inputs.values()]
   assert len({id(b) for b in buffers}) == len(buffers)  # no two names share a buffer
   if agent._zero_copy:  # the sampler's numpy arrays are views of the tensors of the same name
-    from tinydqn.networks import cpu_view
+    from tinydqn.dense import cpu_view
     for k, batch in enumerate(agent.batches):
       for name in fields: assert np.shares_memory(getattr(batch, name), cpu_view(agent._fused_inputs[f"{k}.{name}"]))
 

@@ -6,7 +6,8 @@ from tinygrad import Tensor
 from conftest import choosers_differ, filled_buffer, lag_target, make_agent
 from tinydqn.heads import atom_log_softmax, atom_softmax, categorical_projection
 from tinydqn.buffers import Batch, ReplayBuffer
-from tinydqn.networks import NoisyLinear, empty_noise, factorized_noise
+from tinydqn.dense import NoisyLinear
+from tinydqn.networks import empty_noise, factorized_noise
 from tinydqn.sumtree import SumTree
 
 

@@ -5,8 +5,9 @@ from tinygrad import Tensor
 
 from conftest import filled_buffer, make_agent
 from tinydqn import agent as agent_module
-from tinydqn import networks
-from tinydqn.networks import Linear, empty_noise, factorized_noise
+from tinydqn import dense
+from tinydqn.dense import Linear
+from tinydqn.networks import empty_noise, factorized_noise
 from tinydqn.weight_layout import inputs_first, output_padding, transpose_stored
 
 
@@ -57,7 +58,7 @@ def test_padded_heads_train_as_unpadded_ones(small_config, monkeypatch, head):
   config = small_config.replace(net_arch=(16, 8), **({"distributional": True} if head == "distributional" else {"quantiles": 50}))
   padded = make_agent(config)
   assert padded.online.head.advantage.padding > 0
-  monkeypatch.setattr(networks, "output_padding", lambda out_features, device: 0)
+  monkeypatch.setattr(dense, "output_padding", lambda out_features, device: 0)
   plain = make_agent(config)
   assert plain.online.head.advantage.padding == 0
   step(padded), step(plain)

@@ -12,12 +12,13 @@ from tinygrad.nn.state import get_state_dict
 from tinydqn.buffers import Batch
 from tinydqn.config import Config
 from tinydqn import program_cache, wide_kernels
+from tinydqn.dense import cpu_view, has_cpu_views
 from tinydqn.devices import default_device, resolve_device, to_device
 from tinydqn.fast import wait_for_device, wide_kernels_wanted
 from tinydqn.heads import build_head
 from tinydqn.jit_replay import DirectReplay
-from tinydqn.networks import (NumpyQ, QNetwork, build_torso, cpu_view, empty_noise, factorized_noise, has_cpu_views,
-                              has_numpy_forward, noisy_sigma0, stored_inputs_first)
+from tinydqn.networks import (NumpyQ, QNetwork, build_torso, empty_noise, factorized_noise, has_numpy_forward, noisy_sigma0,
+                              stored_inputs_first)
 from tinydqn.weight_layout import transpose_stored
 
 BATCH_FIELDS = tuple(f.name for f in dataclasses.fields(Batch))

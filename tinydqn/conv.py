@@ -7,9 +7,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tinygrad import Tensor, dtypes, nn
 
+from tinydqn.dense import Noise, apply_dense, cpu_view, dense, dense_views, numpy_dense
 from tinydqn.errors import UserError
 from tinydqn.fast import wide_kernels_wanted
-from tinydqn.networks import Noise, apply_dense, cpu_view, dense, dense_views, numpy_dense
 
 def _out(size: int, kernel: int, stride: int) -> int: return (size - kernel) // stride + 1
 

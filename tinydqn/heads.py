@@ -20,7 +20,7 @@ from tinygrad import Tensor
 from tinygrad.function import function
 
 from tinydqn.buffers import Batch
-from tinydqn.networks import Noise, apply_dense, dense, dense_views, numpy_dense
+from tinydqn.dense import Noise, apply_dense, dense, dense_views, numpy_dense
 
 if TYPE_CHECKING:
   from tinydqn.config import Config
