@@ -15,7 +15,6 @@ Named for the task it was written for; --env tunes any preset the same way.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing as mp
 import statistics
@@ -44,24 +43,19 @@ def parse_value(text: str):
 
 def run_seed(env_id: str, preset: str | None, overrides: dict, seed: int, out: str, final_episodes: int,
              final_seed: int, solved: float) -> dict:
+  from tinydqn_runner import judge, train_run  # the benchmarks' one way to train a run and play its policies
+
   from tinydqn.checkpoint import load_checkpoint
   from tinydqn.config import make_config
-  from tinydqn.envs import make_env
-  from tinydqn.evaluate import evaluate
-  from tinydqn.train import train
   config = make_config(env_id, preset, seed=seed, **overrides)
-  result = train(config, run_dir=Path(out) / f"seed{seed}", force=True, progress=False)
-  final = evaluate(result.agent, make_env(env_id), final_episodes, final_seed)
-  best = evaluate(load_checkpoint(result.run_dir, best=True).make_agent(), make_env(env_id), final_episodes, final_seed)
-  solved_step = solved_time = None
-  with open(result.run_dir / "eval.csv") as f:
-    for row in csv.DictReader(f):
-      if float(row["mean_return"]) >= solved:
-        solved_step, solved_time = int(row["step"]), float(row["time_s"])
-        break
+  result, evals = train_run(config, Path(out) / f"seed{seed}", force=True)
+  final = judge(result.agent, env_id, final_episodes, final_seed)
+  best = judge(load_checkpoint(result.run_dir, best=True).make_agent(), env_id, final_episodes, final_seed)
+  first = next((e for e in evals if e["mean_return"] >= solved), None)
   return {"seed": seed, "final_return": final.mean_return, "final_std": final.std_return,
-          "best_return": best.mean_return, "steps": result.steps, "solved_step": solved_step, "solved_time": solved_time, "sps": result.steps_per_second,
-          "seconds": result.seconds}
+          "best_return": best.mean_return, "steps": result.steps,
+          "solved_step": first["step"] if first else None, "solved_time": first["time_s"] if first else None,
+          "sps": result.steps_per_second, "seconds": result.seconds}
 
 
 def main() -> None:

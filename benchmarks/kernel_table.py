@@ -81,37 +81,6 @@ def fused_step_us(agent, rng, memory, per_call: int, calls: int) -> float:
   return statistics.median(ts) * 1e6
 
 
-def print_fused_step_us(obs: int, actions: int, per_call: int, calls: int = 150, **config) -> None:
-  """In a child process: prints `fused_step_us` of a seeded agent after a `===` marker (call
-  `tinydqn.fast.use_fast_kernels()` first, before tinygrad is imported)."""
-  agent, rng, memory = seeded_agent_and_memory(obs, actions, gradient_steps=per_call, fused_updates=per_call, **config)
-  print(f"=== {fused_step_us(agent, rng, memory, per_call, calls):.1f}")
-
-
-def change_table(doc: str, script: str, shapes, off_flag: str, child, labels: tuple[str, str]) -> None:
-  """The command line of a script that times each of `shapes`' gradient step without a change (`off_flag` given to
-  its child) and with it: `child(shape, with_change)` prints `print_fused_step_us`. Each variant runs `--repeats`
-  times in its own process, alternating; the table gives the median of the processes' medians."""
-  ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-  ap.add_argument("--repeats", type=int, default=3)
-  ap.add_argument("--child", help=argparse.SUPPRESS)
-  ap.add_argument(off_flag, action="store_true", help=argparse.SUPPRESS)
-  args = ap.parse_args()
-  if args.child:
-    child(args.child, not getattr(args, off_flag.lstrip("-").replace("-", "_")))
-    return
-  print(f"| shape | {labels[0]} µs/step | {labels[1]} µs/step | {labels[1]} / {labels[0]} |\n|---|---:|---:|---:|")
-  for shape in shapes:
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(args.repeats):
-      for changed in (False, True):
-        out = subprocess.run([sys.executable, script, "--child", shape] + ([] if changed else [off_flag]),
-                             capture_output=True, text=True, check=True).stdout
-        times[changed].append(float(out.split("===", 1)[1]))
-    before, after = statistics.median(times[False]), statistics.median(times[True])
-    print(f"| {shape} | {before:.0f} | {after:.0f} | {after / before:.2f} |", flush=True)
-
-
 def child_whole(shape: str, per_call: int, calls: int) -> None:
   """Prints the median µs per gradient step of `calls` jitted calls of `per_call` steps each (after HCQ2 is set)."""
   from tinydqn.fast import use_fast_kernels

@@ -1,7 +1,7 @@
 """Rainbow ablation: plain DQN (the env's preset), each component switched on alone, and all of them.
 
-Every variant runs on the same seeds; per variant the table gives the median and IQR of the final greedy
-return (20 episodes), of the first env step at which a periodic greedy evaluation reached the solve
+Every variant runs on the same seeds, over the whole budget; per variant the table gives the median and IQR of the
+final greedy return (20 episodes), of the first env step at which a periodic greedy evaluation reached the solve
 threshold, and the wall-clock cost per env step relative to plain DQN. Finished runs are kept
 (OUT/VARIANT/seedN/row.json), so an interrupted benchmark continues where it stopped.
 
@@ -36,18 +36,26 @@ VARIANTS = {  # name: (preset applied on top of the env's, config overrides)
 }
 
 
+# Every variant trains its whole budget (a preset's stop_at_return would end the runs at their first solve), and its
+# final policy plays 20 greedy episodes from the periodic evaluations' seeds, the protocol of BENCHMARKS.md's tables.
+FIXED_BUDGET = {"stop_at_return": None}
+FINAL_EPISODES, FINAL_SEED = 20, 10_000
+
+
 def run(env_id: str, variant: str, seed: int, out: str, threshold: float, extra: dict) -> dict:
   folder = Path(out) / variant
   done = folder / f"seed{seed}" / "row.json"
   preset, overrides = VARIANTS[variant]
+  fields = {**FIXED_BUDGET, **overrides, **extra}  # --set may turn a stop back on
   if done.exists():
     from tinydqn.config import make_config
     from tinydqn.errors import UserError
     from tinydqn.rundir import check_same_config
-    try: check_same_config(done.parent, make_config(env_id, preset, seed=seed, **overrides, **extra))  # e.g. a preset changed
+    try: check_same_config(done.parent, make_config(env_id, preset, seed=seed, **fields))  # e.g. a preset changed
     except UserError as e: raise SystemExit(f"{e} (--out)") from None
     return json.loads(done.read_text())
-  row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, {**overrides, **extra}, seed, str(folder), 20, threshold)}
+  row = {"variant": variant, **cartpole_seeds.run_seed(env_id, preset, fields, seed, str(folder),
+                                                       FINAL_EPISODES, FINAL_SEED, threshold)}
   done.write_text(json.dumps(row))
   return row
 
