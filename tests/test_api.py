@@ -3,6 +3,7 @@ layer over it: SB3's README example runs with its import changed, learn is train
 import ast
 import csv
 import inspect
+import re
 import signal
 import subprocess
 import sys
@@ -22,23 +23,9 @@ pytestmark = pytest.mark.cpu_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# SB3's README example (stable_baselines3 DQN, CartPole) with the import changed, and the env given by its id.
-README_EXAMPLE = '''\
-import gymnasium as gym
-from tinydqn import DQN
-
-env = gym.make("CartPole-v1")
-model = DQN("MlpPolicy", "CartPole-v1", seed=1)  # tinydqn's CartPole preset; keywords override it
-model.learn(total_timesteps=2_000)
-model.save("dqn_cartpole")
-
-model = DQN.load("dqn_cartpole")
-obs, info = env.reset(seed=0)
-for _ in range(1_000):
-    action, _states = model.predict(obs, deterministic=True)
-    obs, reward, terminated, truncated, info = env.step(action)
-    if terminated or truncated: obs, info = env.reset()
-'''
+# SB3's README example (stable_baselines3 DQN, CartPole) with the import changed and the env given by its id, as
+# README.md shows it: the README's Python block is the example this file runs.
+README_EXAMPLE = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[1]
 
 # Seconds, not minutes: a small net, single gradient steps, two short evaluations and snapshots every 400 steps.
 SMALL = dict(seed=2, learning_starts=200, train_freq=4, gradient_steps=1, batch_size=32, net_arch=(32,),

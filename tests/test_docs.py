@@ -1,5 +1,5 @@
-"""The docs say what the code does: the README's commands parse, its Python example runs, its figures are the
-benchmarks', the module list is complete, and the front pages stay short enough to be read."""
+"""The docs say what the code does: the README's commands parse, its figures are the benchmarks', the module list is
+complete, and the front pages stay short enough to be read. Its Python example runs in tests/test_api.py."""
 import re
 import shlex
 from pathlib import Path
@@ -61,11 +61,3 @@ def test_readme_results_figures_are_in_benchmarks():
   missing = sorted(f for f in figures if f not in benchmarks)
   assert not missing, f"README figures not in BENCHMARKS.md: {missing}"
 
-
-def test_readme_python_example_runs(tmp_path, monkeypatch):
-  (example,) = fenced_blocks(README, "python")
-  assert len(example.splitlines()) <= 15
-  monkeypatch.chdir(tmp_path)  # it saves its model to the working directory
-  namespace: dict = {}
-  exec(compile(example, "README.md", "exec"), namespace)
-  assert namespace["action"] in (0, 1) and namespace["_states"] is None
